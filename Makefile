@@ -1,0 +1,113 @@
+# Interface: make, make test, make run, make bench, make fuzz, make asan.
+# Everything is built under build/ against Debian's nginx (nginx-dev).
+
+SHELL        := /bin/bash
+NGX_SRC      ?= /usr/share/nginx/src
+NGINX        ?= /usr/sbin/nginx
+BUILD        := $(CURDIR)/build
+MODULE       := $(BUILD)/nginx/objs/ngx_http_mpn_module.so
+ASAN_MODULE  := $(BUILD)/asan/objs/ngx_http_mpn_module.so
+MOD_SRCS     := $(wildcard ngx_mpn_module/*.c ngx_mpn_module/*.h) config
+PURE_SRCS    := $(wildcard ngx_mpn_module/mpn_*.c)
+PURE_HDRS    := $(wildcard ngx_mpn_module/mpn_*.h)
+PURE_LIBS    := -ljansson -lcrypto -lm
+FUZZ_SECONDS ?= 60
+
+# Debian packages the build, the tests, the fuzzers and the benchmarks need
+DEPS_PKGS := build-essential nginx nginx-dev libpcre2-dev zlib1g-dev \
+	libssl-dev openssl libhiredis-dev libjansson-dev redis-server \
+	libcmocka-dev clang libclang-rt-14-dev valgrind wrk perl curl \
+	python3 python3-selenium chromium chromium-driver linux-perf
+
+NGX_CC_OPT   := -g -O2 -fPIC -fstack-protector-strong -Wformat \
+	-Werror=format-security -D_FORTIFY_SOURCE=2
+ASAN_CC_OPT  := -g -O1 -fPIC -fno-omit-frame-pointer \
+	-fsanitize=address,undefined
+
+UNIT_TESTS   := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/test_*.c))
+FUZZERS      := $(patsubst t/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard t/fuzz/fuzz_*.c))
+TOOLS        :=
+
+.PHONY: all deps module unit integration test asan fuzz bench run clean
+
+all: deps module tools
+
+deps:
+	@missing=""; for p in $(DEPS_PKGS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	        | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+	        apt-get install -y -q $$missing; \
+	fi
+
+module: $(MODULE)
+
+# a private copy of Debian's configure tree, configured with Debian's flags
+$(BUILD)/%/Makefile: $(MOD_SRCS)
+	rm -rf $(BUILD)/$* && mkdir -p $(BUILD) && cp -r $(NGX_SRC) $(BUILD)/$*
+	cd $(BUILD)/$* && source ./conf_flags && ./configure \
+	    "$${NGX_CONF_FLAGS[@]}" --add-dynamic-module=$(CURDIR) \
+	    --with-cc-opt="$(if $(filter asan,$*),$(ASAN_CC_OPT),$(NGX_CC_OPT))" \
+	    >$(BUILD)/configure-$*.log 2>&1 \
+	    || { tail -20 $(BUILD)/configure-$*.log; exit 1; }
+
+$(BUILD)/%/objs/ngx_http_mpn_module.so: $(BUILD)/%/Makefile $(MOD_SRCS)
+	$(MAKE) -C $(BUILD)/$* -f objs/Makefile modules >$(BUILD)/make-$*.log 2>&1 \
+	    || { grep -E 'error|warning' $(BUILD)/make-$*.log | head -40; exit 1; }
+	@echo "built $@"
+
+# C unit tests (cmocka) for the pure parts, under ASan and UBSan
+$(BUILD)/unit/%: t/unit/%.c $(PURE_SRCS) $(PURE_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) -g -O1 -Wall -Wextra -fsanitize=address,undefined \
+	    -fno-sanitize-recover=all -Ingx_mpn_module -It/unit \
+	    -o $@ $< $(PURE_SRCS) -lcmocka $(PURE_LIBS)
+
+unit: deps $(UNIT_TESTS)
+	@for t in $(UNIT_TESTS); do echo "== $$t"; $$t || exit 1; done
+
+# mpnctl.mk adds the operator CLI to TOOLS
+-include redis/mpnctl/mpnctl.mk
+
+tools: $(TOOLS)
+
+integration: deps module tools
+	MPN_MODULE=$(MODULE) MPN_ROOT=$(CURDIR) prove -j2 -I t/lib t/*.t
+
+# the integration suite again, the module built with ASan and UBSan and the
+# sanitizer runtimes preloaded into the stock nginx
+asan: deps $(ASAN_MODULE) tools
+	rm -rf $(BUILD)/asan-reports && mkdir -p $(BUILD)/asan-reports
+	MPN_MODULE=$(ASAN_MODULE) MPN_ROOT=$(CURDIR) \
+	MPN_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	ASAN_OPTIONS=detect_leaks=0:log_path=$(BUILD)/asan-reports/asan \
+	UBSAN_OPTIONS=print_stacktrace=1:log_path=$(BUILD)/asan-reports/ubsan \
+	    prove -j2 -I t/lib t/*.t
+	@if ls $(BUILD)/asan-reports/* >/dev/null 2>&1; then \
+	    cat $(BUILD)/asan-reports/*; echo "asan: sanitizer reports found"; \
+	    exit 1; fi; echo "asan: 0 sanitizer reports"
+
+# libFuzzer targets, seeded from t/fuzz/seeds/<target>/
+$(BUILD)/fuzz/%: t/fuzz/%.c $(PURE_SRCS) $(PURE_HDRS)
+	@mkdir -p $(dir $@)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -Ingx_mpn_module \
+	    -o $@ $< $(PURE_SRCS) $(PURE_LIBS)
+
+fuzz: deps $(FUZZERS)
+	@for f in $(FUZZERS); do n=$$(basename $$f); \
+	    mkdir -p $(BUILD)/corpus/$$n; \
+	    echo "== $$n for $(FUZZ_SECONDS)s"; \
+	    $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	        $(BUILD)/corpus/$$n t/fuzz/seeds/$$n 2>&1 \
+	        | grep -E 'stat::number_of_executed_units|ERROR|SUMMARY|BINGO' ; \
+	    [ $${PIPESTATUS[0]} -eq 0 ] || exit 1; \
+	done
+
+test: deps unit module tools integration
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=5
+
+clean:
+	rm -rf $(BUILD)
