@@ -8,6 +8,10 @@ BUILD        := $(CURDIR)/build
 MODULE       := $(BUILD)/nginx/objs/ngx_http_mpn_module.so
 ASAN_MODULE  := $(BUILD)/asan/objs/ngx_http_mpn_module.so
 MOD_SRCS     := $(wildcard ngx_mpn_module/*.c ngx_mpn_module/*.h) config
+# configure again only when the set of module files changes
+SRC_LIST     := $(BUILD)/sources.list
+$(shell mkdir -p $(BUILD); echo $(MOD_SRCS) | cmp -s - $(SRC_LIST) \
+	|| echo $(MOD_SRCS) > $(SRC_LIST))
 PURE_SRCS    := $(wildcard ngx_mpn_module/mpn_*.c)
 PURE_HDRS    := $(wildcard ngx_mpn_module/mpn_*.h)
 PURE_LIBS    := -ljansson -lcrypto -lm
@@ -46,7 +50,7 @@ deps:
 module: $(MODULE)
 
 # a private copy of Debian's configure tree, configured with Debian's flags
-$(BUILD)/%/Makefile: $(MOD_SRCS)
+$(BUILD)/%/Makefile: config $(SRC_LIST)
 	rm -rf $(BUILD)/$* && mkdir -p $(BUILD) && cp -r $(NGX_SRC) $(BUILD)/$*
 	cd $(BUILD)/$* && source ./conf_flags && ./configure \
 	    "$${NGX_CONF_FLAGS[@]}" --add-dynamic-module=$(CURDIR) \

@@ -1,0 +1,380 @@
+/*
+ * Getting a partner's record for a request.  Concurrent requests for the
+ * same partner in one worker share one GET (a "fetch"); each request waits
+ * with its own timer and can leave early (timeout, client gone) without
+ * disturbing the others.  A fetch lives in malloc()ed memory until its
+ * reply arrives, so a late reply never touches a freed request.
+ */
+
+#include <hiredis/hiredis.h>
+
+#include "ngx_http_mpn_module.h"
+
+
+struct ngx_http_mpn_fetch_s {
+    ngx_rbtree_node_t          node;         /* key: crc32 of the id */
+    ngx_str_t                  id;           /* points into id_data */
+    ngx_http_mpn_lookup_t     *lookup;
+    ngx_queue_t                waiters;      /* of ngx_http_mpn_ctx_t */
+    ngx_log_t                 *log;
+    u_char                     id_data[MPN_ID_MAX];
+};
+
+
+static ngx_http_mpn_fetch_t *ngx_http_mpn_fetch_find(ngx_str_t *id,
+    uint32_t hash);
+static ngx_http_mpn_fetch_t *ngx_http_mpn_fetch_start(ngx_http_request_t *r,
+    ngx_http_mpn_main_conf_t *mcf, ngx_str_t *id, uint32_t hash);
+static void ngx_http_mpn_fetch_reply(void *data, void *reply);
+static ngx_uint_t ngx_http_mpn_fetch_classify(ngx_http_mpn_fetch_t *f,
+    redisReply *reply, mpn_record_t **rec);
+static void ngx_http_mpn_fetch_done(ngx_http_mpn_ctx_t *ctx,
+    ngx_uint_t result, mpn_record_t *rec);
+static void ngx_http_mpn_fetch_timeout(ngx_event_t *ev);
+static void ngx_http_mpn_fetch_cleanup(void *data);
+static void ngx_http_mpn_fetch_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+
+
+static ngx_rbtree_t          ngx_http_mpn_fetches;
+static ngx_rbtree_node_t     ngx_http_mpn_fetches_sentinel;
+
+static ngx_http_mpn_limit_t  ngx_http_mpn_down_limit;
+static ngx_http_mpn_limit_t  ngx_http_mpn_bad_record_limit;
+static ngx_http_mpn_limit_t  ngx_http_mpn_reply_error_limit;
+
+
+/*
+ * Returns NGX_OK when ctx->result is known now, NGX_AGAIN when the request
+ * is woken later with ctx->fetched set, NGX_ERROR on allocation failure.
+ */
+
+ngx_int_t
+ngx_http_mpn_fetch(ngx_http_request_t *r, ngx_http_mpn_ctx_t *ctx,
+    ngx_http_mpn_main_conf_t *mcf)
+{
+    uint32_t                   hash;
+    ngx_msec_t                 wait;
+    ngx_http_cleanup_t        *cln;
+    ngx_http_mpn_fetch_t      *f;
+
+    if (ngx_http_mpn_fetches.root == NULL) {
+        ngx_rbtree_init(&ngx_http_mpn_fetches,
+                        &ngx_http_mpn_fetches_sentinel,
+                        ngx_http_mpn_fetch_rbtree_insert);
+    }
+
+    hash = ngx_crc32_short(ctx->partner_id.data, ctx->partner_id.len);
+
+    f = ngx_http_mpn_fetch_find(&ctx->partner_id, hash);
+
+    if (f == NULL) {
+        f = ngx_http_mpn_fetch_start(r, mcf, &ctx->partner_id, hash);
+
+        if (f == NULL) {
+            ngx_http_mpn_log_limited(&ngx_http_mpn_down_limit,
+                                     r->connection->log,
+                                     "mpn: redis %V is unavailable",
+                                     &mcf->redis->addr_text);
+            ctx->result = NGX_HTTP_MPN_UNAVAILABLE;
+            return NGX_OK;
+        }
+    }
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_mpn_fetch_cleanup;
+    cln->data = ctx;
+
+    ctx->fetch = f;
+    ngx_queue_insert_tail(&f->waiters, &ctx->queue);
+
+    /* a connection still being opened gets its connect time on top */
+
+    wait = mcf->redis->timeout;
+
+    if (!ngx_http_mpn_redis_connected()) {
+        wait += mcf->redis->connect_timeout;
+    }
+
+    ctx->timer.handler = ngx_http_mpn_fetch_timeout;
+    ctx->timer.data = ctx;
+    ctx->timer.log = r->connection->log;
+    ngx_add_timer(&ctx->timer, wait);
+
+    /* notice a client that goes away while it waits */
+    r->read_event_handler = ngx_http_test_reading;
+
+    return NGX_AGAIN;
+}
+
+
+static ngx_http_mpn_fetch_t *
+ngx_http_mpn_fetch_find(ngx_str_t *id, uint32_t hash)
+{
+    ngx_int_t              rc;
+    ngx_rbtree_node_t     *node, *sentinel;
+    ngx_http_mpn_fetch_t  *f;
+
+    node = ngx_http_mpn_fetches.root;
+    sentinel = ngx_http_mpn_fetches.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash != node->key) {
+            node = (hash < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        f = (ngx_http_mpn_fetch_t *) node;
+
+        rc = ngx_memn2cmp(id->data, f->id.data, id->len, f->id.len);
+
+        if (rc == 0) {
+            return f;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+static ngx_http_mpn_fetch_t *
+ngx_http_mpn_fetch_start(ngx_http_request_t *r, ngx_http_mpn_main_conf_t *mcf,
+    ngx_str_t *id, uint32_t hash)
+{
+    u_char                *p;
+    ngx_str_t              key;
+    ngx_http_mpn_fetch_t  *f;
+
+    key.len = mcf->key_prefix.len + id->len;
+    key.data = ngx_pnalloc(r->pool, key.len);
+    if (key.data == NULL) {
+        return NULL;
+    }
+
+    p = ngx_cpymem(key.data, mcf->key_prefix.data, mcf->key_prefix.len);
+    ngx_memcpy(p, id->data, id->len);
+
+    /* outlives the request: a reply can come after every waiter left */
+    f = ngx_alloc(sizeof(ngx_http_mpn_fetch_t), ngx_cycle->log);
+    if (f == NULL) {
+        return NULL;
+    }
+
+    f->lookup = ngx_http_mpn_redis_get(&key, ngx_http_mpn_fetch_reply, f);
+    if (f->lookup == NULL) {
+        ngx_free(f);
+        return NULL;
+    }
+
+    ngx_memcpy(f->id_data, id->data, id->len);
+    f->id.data = f->id_data;
+    f->id.len = id->len;
+    f->log = ngx_cycle->log;
+    ngx_queue_init(&f->waiters);
+
+    f->node.key = hash;
+    ngx_rbtree_insert(&ngx_http_mpn_fetches, &f->node);
+
+    return f;
+}
+
+
+static void
+ngx_http_mpn_fetch_reply(void *data, void *reply)
+{
+    ngx_http_mpn_fetch_t  *f = data;
+
+    ngx_uint_t             result;
+    ngx_queue_t           *q;
+    mpn_record_t          *rec;
+    ngx_http_mpn_ctx_t    *ctx;
+
+    ngx_rbtree_delete(&ngx_http_mpn_fetches, &f->node);
+
+    rec = NULL;
+    result = ngx_http_mpn_fetch_classify(f, reply, &rec);
+
+    while (!ngx_queue_empty(&f->waiters)) {
+        q = ngx_queue_head(&f->waiters);
+        ctx = ngx_queue_data(q, ngx_http_mpn_ctx_t, queue);
+        ngx_http_mpn_fetch_done(ctx, result, rec);
+    }
+
+    free(rec);
+    ngx_free(f);
+}
+
+
+static ngx_uint_t
+ngx_http_mpn_fetch_classify(ngx_http_mpn_fetch_t *f, redisReply *reply,
+    mpn_record_t **rec)
+{
+    char  err[128];
+
+    if (reply == NULL) {
+        /* the connection failed; the adapter has logged why */
+        return NGX_HTTP_MPN_UNAVAILABLE;
+    }
+
+    switch (reply->type) {
+
+    case REDIS_REPLY_NIL:
+        return NGX_HTTP_MPN_MISSING;
+
+    case REDIS_REPLY_STRING:
+
+        if (reply->len > MPN_RECORD_MAX_JSON) {
+            ngx_http_mpn_log_limited(&ngx_http_mpn_bad_record_limit, f->log,
+                                     "mpn: bad record for partner \"%V\": "
+                                     "%uz bytes, over the %d byte limit",
+                                     &f->id, (size_t) reply->len,
+                                     MPN_RECORD_MAX_JSON);
+            return NGX_HTTP_MPN_BAD_RECORD;
+        }
+
+        *rec = mpn_record_parse(reply->str, reply->len, (char *) f->id.data,
+                                f->id.len, err, sizeof(err));
+
+        if (*rec == NULL) {
+            ngx_http_mpn_log_limited(&ngx_http_mpn_bad_record_limit, f->log,
+                                     "mpn: bad record for partner \"%V\": %s",
+                                     &f->id, err);
+            return NGX_HTTP_MPN_BAD_RECORD;
+        }
+
+        return NGX_HTTP_MPN_FOUND;
+
+    case REDIS_REPLY_ERROR:
+
+        if (ngx_strncmp(reply->str, "WRONGTYPE", 9) == 0) {
+            ngx_http_mpn_log_limited(&ngx_http_mpn_bad_record_limit, f->log,
+                                     "mpn: bad record for partner \"%V\": "
+                                     "the key is not a string", &f->id);
+            return NGX_HTTP_MPN_BAD_RECORD;
+        }
+
+        ngx_http_mpn_log_limited(&ngx_http_mpn_reply_error_limit, f->log,
+                                 "mpn: redis error for partner \"%V\": %*s",
+                                 &f->id, (size_t) ngx_min(reply->len, 200),
+                                 reply->str);
+        return NGX_HTTP_MPN_UNAVAILABLE;
+
+    default:
+        ngx_http_mpn_log_limited(&ngx_http_mpn_bad_record_limit, f->log,
+                                 "mpn: bad record for partner \"%V\": "
+                                 "unexpected reply type %d",
+                                 &f->id, reply->type);
+        return NGX_HTTP_MPN_BAD_RECORD;
+    }
+}
+
+
+/* hands the result to one waiting request and wakes it up */
+
+static void
+ngx_http_mpn_fetch_done(ngx_http_mpn_ctx_t *ctx, ngx_uint_t result,
+    mpn_record_t *rec)
+{
+    ngx_http_request_t  *r = ctx->request;
+
+    ngx_queue_remove(&ctx->queue);
+    ctx->fetch = NULL;
+
+    if (ctx->timer.timer_set) {
+        ngx_del_timer(&ctx->timer);
+    }
+
+    if (rec != NULL) {
+        ctx->record = ngx_palloc(r->pool, rec->size);
+
+        if (ctx->record == NULL) {
+            result = NGX_HTTP_MPN_UNAVAILABLE;
+
+        } else {
+            ngx_memcpy(ctx->record, rec, rec->size);
+        }
+    }
+
+    ctx->result = result;
+    ctx->fetched = 1;
+
+    r->read_event_handler = ngx_http_block_reading;
+    r->write_event_handler = ngx_http_core_run_phases;
+
+    ngx_post_event(r->connection->write, &ngx_posted_events);
+}
+
+
+static void
+ngx_http_mpn_fetch_timeout(ngx_event_t *ev)
+{
+    ngx_http_mpn_ctx_t     *ctx = ev->data;
+    ngx_http_mpn_lookup_t  *lk;
+
+    lk = ctx->fetch->lookup;
+
+    ngx_http_mpn_fetch_done(ctx, NGX_HTTP_MPN_UNAVAILABLE, NULL);
+
+    /* may end the fetch (and free it) by dropping a stalled connection */
+    ngx_http_mpn_redis_timed_out(lk);
+}
+
+
+/* the request ends, possibly while it still waits */
+
+static void
+ngx_http_mpn_fetch_cleanup(void *data)
+{
+    ngx_http_mpn_ctx_t  *ctx = data;
+
+    if (ctx->timer.timer_set) {
+        ngx_del_timer(&ctx->timer);
+    }
+
+    if (ctx->fetch != NULL) {
+        ngx_queue_remove(&ctx->queue);
+        ctx->fetch = NULL;
+    }
+}
+
+
+static void
+ngx_http_mpn_fetch_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t     **p;
+    ngx_http_mpn_fetch_t   *f, *ft;
+
+    for ( ;; ) {
+
+        if (node->key != temp->key) {
+            p = (node->key < temp->key) ? &temp->left : &temp->right;
+
+        } else {
+            f = (ngx_http_mpn_fetch_t *) node;
+            ft = (ngx_http_mpn_fetch_t *) temp;
+
+            p = (ngx_memn2cmp(f->id.data, ft->id.data, f->id.len, ft->id.len)
+                 < 0) ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}

@@ -1,0 +1,1226 @@
+/*
+ * ngx_http_mpn_module: gates locations on a partner's membership tier,
+ * benefits and competencies, read from Redis without blocking the worker.
+ *
+ * The access handler takes the partner id (a trusted variable or a signed
+ * token), fetches the record, asks the pure decision (mpn_decide.c) and
+ * answers: on to the content phase, a redirect, or a refusal.
+ */
+
+#include "ngx_http_mpn_module.h"
+
+
+static ngx_int_t ngx_http_mpn_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_mpn_identify(ngx_http_request_t *r,
+    ngx_http_mpn_loc_conf_t *lcf, ngx_http_mpn_ctx_t *ctx);
+static void ngx_http_mpn_decide(ngx_http_request_t *r,
+    ngx_http_mpn_loc_conf_t *lcf, ngx_http_mpn_ctx_t *ctx);
+static ngx_int_t ngx_http_mpn_answer(ngx_http_request_t *r,
+    ngx_http_mpn_loc_conf_t *lcf, ngx_http_mpn_ctx_t *ctx);
+static ngx_int_t ngx_http_mpn_location(ngx_http_request_t *r,
+    ngx_http_complex_value_t *cv, ngx_str_t *loc);
+static ngx_uint_t ngx_http_mpn_wants_json(ngx_http_request_t *r);
+static ngx_int_t ngx_http_mpn_send_json(ngx_http_request_t *r,
+    ngx_uint_t status, mpn_decision_t *d, ngx_str_t *loc);
+static ngx_int_t ngx_http_mpn_add_header(ngx_http_request_t *r,
+    ngx_str_t *key, ngx_str_t *value, ngx_table_elt_t **out);
+
+static void *ngx_http_mpn_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_mpn_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_mpn_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_mpn_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_mpn_redis(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_mpn_read_password(ngx_conf_t *cf, ngx_str_t *path,
+    ngx_str_t *password);
+static char *ngx_http_mpn_identity(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_mpn_require_tier(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_mpn_require_benefit(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_mpn_require_competency(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_mpn_url(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_mpn_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_mpn_init_process(ngx_cycle_t *cycle);
+static void ngx_http_mpn_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_conf_enum_t  ngx_http_mpn_fail_modes[] = {
+    { ngx_string("closed"), NGX_HTTP_MPN_FAIL_CLOSED },
+    { ngx_string("open"), NGX_HTTP_MPN_FAIL_OPEN },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_command_t  ngx_http_mpn_commands[] = {
+
+    { ngx_string("mpn"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpn_loc_conf_t, enable),
+      NULL },
+
+    { ngx_string("mpn_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_mpn_redis,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mpn_key_prefix"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_mpn_main_conf_t, key_prefix),
+      NULL },
+
+    { ngx_string("mpn_partner"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_mpn_identity,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpn_loc_conf_t, partner),
+      NULL },
+
+    { ngx_string("mpn_require_tier"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_mpn_require_tier,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mpn_require_benefit"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_mpn_require_benefit,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mpn_require_competency"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF
+                        |NGX_CONF_TAKE12,
+      ngx_http_mpn_require_competency,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mpn_signin_url"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_mpn_url,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpn_loc_conf_t, signin_url),
+      NULL },
+
+    { ngx_string("mpn_upgrade_url"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_mpn_url,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpn_loc_conf_t, upgrade_url),
+      NULL },
+
+    { ngx_string("mpn_renew_url"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_mpn_url,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpn_loc_conf_t, renew_url),
+      NULL },
+
+    { ngx_string("mpn_grace"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpn_loc_conf_t, grace),
+      NULL },
+
+    { ngx_string("mpn_remind"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpn_loc_conf_t, remind),
+      NULL },
+
+    { ngx_string("mpn_fail"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpn_loc_conf_t, fail),
+      &ngx_http_mpn_fail_modes },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_mpn_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    ngx_http_mpn_init,                     /* postconfiguration */
+
+    ngx_http_mpn_create_main_conf,         /* create main configuration */
+    ngx_http_mpn_init_main_conf,           /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_mpn_create_loc_conf,          /* create location configuration */
+    ngx_http_mpn_merge_loc_conf            /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_mpn_module = {
+    NGX_MODULE_V1,
+    &ngx_http_mpn_module_ctx,              /* module context */
+    ngx_http_mpn_commands,                 /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_mpn_init_process,             /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_mpn_exit_process,             /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_str_t  ngx_http_mpn_cache_control = ngx_string("Cache-Control");
+static ngx_str_t  ngx_http_mpn_no_store = ngx_string("no-store");
+static ngx_str_t  ngx_http_mpn_location_key = ngx_string("Location");
+
+
+static ngx_int_t
+ngx_http_mpn_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                  rc;
+    ngx_http_mpn_ctx_t        *ctx;
+    ngx_http_mpn_loc_conf_t   *lcf;
+    ngx_http_mpn_main_conf_t  *mcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_mpn_module);
+
+    if (!lcf->enable) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_mpn_module);
+
+    if (ctx != NULL) {
+        if (ctx->decided) {
+            /* back after an error_page or a second access handler */
+            return (ctx->decision.decision == MPN_ALLOW) ? NGX_OK
+                                                         : NGX_HTTP_FORBIDDEN;
+        }
+
+        if (!ctx->fetched) {
+            return NGX_AGAIN;
+        }
+
+        ngx_http_mpn_decide(r, lcf, ctx);
+        return ngx_http_mpn_answer(r, lcf, ctx);
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_mpn_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->request = r;
+    ctx->cache_status = NGX_HTTP_MPN_CACHE_BYPASS;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_mpn_module);
+
+    rc = ngx_http_mpn_identify(r, lcf, ctx);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        /* no usable identity: decided already */
+        return ngx_http_mpn_answer(r, lcf, ctx);
+    }
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_mpn_module);
+
+    rc = ngx_http_mpn_fetch(r, ctx, mcf);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_AGAIN) {
+        return NGX_AGAIN;
+    }
+
+    ngx_http_mpn_decide(r, lcf, ctx);
+
+    return ngx_http_mpn_answer(r, lcf, ctx);
+}
+
+
+/*
+ * NGX_OK with ctx->partner_id set, NGX_DECLINED with a signin decision made,
+ * or NGX_ERROR.
+ */
+
+static ngx_int_t
+ngx_http_mpn_identify(ngx_http_request_t *r, ngx_http_mpn_loc_conf_t *lcf,
+    ngx_http_mpn_ctx_t *ctx)
+{
+    ngx_str_t  id;
+
+    if (ngx_http_complex_value(r, lcf->partner, &id) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (id.len == 0) {
+        mpn_decision_set(&ctx->decision, MPN_SIGNIN, MPN_R_NO_IDENTITY);
+        ctx->decided = 1;
+        return NGX_DECLINED;
+    }
+
+    if (!mpn_partner_id_valid((char *) id.data, id.len)) {
+        mpn_decision_set(&ctx->decision, MPN_SIGNIN, MPN_R_BAD_IDENTITY);
+        ctx->decided = 1;
+        return NGX_DECLINED;
+    }
+
+    ctx->partner_id = id;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_mpn_decide(ngx_http_request_t *r, ngx_http_mpn_loc_conf_t *lcf,
+    ngx_http_mpn_ctx_t *ctx)
+{
+    ctx->now = (int64_t) ngx_time();
+    ctx->decided = 1;
+
+    switch (ctx->result) {
+
+    case NGX_HTTP_MPN_FOUND:
+        mpn_decide(ctx->record, &lcf->require, ctx->now, &ctx->decision);
+        break;
+
+    case NGX_HTTP_MPN_MISSING:
+        mpn_decide(NULL, &lcf->require, ctx->now, &ctx->decision);
+        break;
+
+    case NGX_HTTP_MPN_BAD_RECORD:
+        mpn_decision_set(&ctx->decision, MPN_ERROR, MPN_R_BAD_RECORD);
+        break;
+
+    default: /* NGX_HTTP_MPN_UNAVAILABLE */
+
+        if (lcf->fail == NGX_HTTP_MPN_FAIL_OPEN) {
+            mpn_decision_set(&ctx->decision, MPN_ALLOW, MPN_R_FAIL_OPEN);
+
+        } else {
+            mpn_decision_set(&ctx->decision, MPN_ERROR,
+                             MPN_R_REDIS_UNAVAILABLE);
+        }
+    }
+}
+
+
+static ngx_int_t
+ngx_http_mpn_answer(ngx_http_request_t *r, ngx_http_mpn_loc_conf_t *lcf,
+    ngx_http_mpn_ctx_t *ctx)
+{
+    ngx_str_t                  loc, *id;
+    ngx_uint_t                 status;
+    mpn_decision_t            *d;
+    ngx_table_elt_t           *h;
+    ngx_http_complex_value_t  *url;
+    static ngx_str_t           none = ngx_string("-");
+
+    d = &ctx->decision;
+
+    if (d->decision == MPN_ALLOW) {
+        return NGX_OK;
+    }
+
+    id = ctx->partner_id.len ? &ctx->partner_id : &none;
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "mpn: partner \"%V\" refused: %s/%s", id,
+                  mpn_decision_names[d->decision],
+                  mpn_reason_names[d->reason]);
+
+    url = NULL;
+
+    switch (d->decision) {
+
+    case MPN_SIGNIN:
+        status = NGX_HTTP_UNAUTHORIZED;
+        url = lcf->signin_url;
+        break;
+
+    case MPN_UPGRADE:
+        status = NGX_HTTP_FORBIDDEN;
+        url = lcf->upgrade_url;
+        break;
+
+    case MPN_RENEW:
+        status = NGX_HTTP_FORBIDDEN;
+        url = lcf->renew_url;
+        break;
+
+    case MPN_DENY:
+        status = NGX_HTTP_FORBIDDEN;
+        break;
+
+    default: /* MPN_ERROR */
+        status = (d->reason == MPN_R_BAD_RECORD)
+                 ? NGX_HTTP_INTERNAL_SERVER_ERROR
+                 : NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    loc.len = 0;
+
+    if (url != NULL && ngx_http_mpn_location(r, url, &loc) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_mpn_add_header(r, &ngx_http_mpn_cache_control,
+                                &ngx_http_mpn_no_store, &h)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_mpn_wants_json(r)) {
+        return ngx_http_mpn_send_json(r, status, d, &loc);
+    }
+
+    if (loc.len == 0) {
+        return status;
+    }
+
+    if (ngx_http_mpn_add_header(r, &ngx_http_mpn_location_key, &loc, &h)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    r->headers_out.location = h;
+
+    return NGX_HTTP_MOVED_TEMPORARILY;
+}
+
+
+/*
+ * Evaluates a target URL.  Control characters and spaces, which no variable
+ * should bring but which would split the header, are percent-encoded.
+ */
+
+static ngx_int_t
+ngx_http_mpn_location(ngx_http_request_t *r, ngx_http_complex_value_t *cv,
+    ngx_str_t *loc)
+{
+    u_char     *p, *s, *end;
+    ngx_str_t   v;
+    ngx_uint_t  n;
+    static u_char  hex[] = "0123456789ABCDEF";
+
+    if (ngx_http_complex_value(r, cv, &v) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    n = 0;
+    end = v.data + v.len;
+
+    for (s = v.data; s < end; s++) {
+        if (*s <= 0x20 || *s == 0x7f) {
+            n++;
+        }
+    }
+
+    if (n == 0) {
+        *loc = v;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, v.len + 2 * n);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    loc->data = p;
+
+    for (s = v.data; s < end; s++) {
+        if (*s <= 0x20 || *s == 0x7f) {
+            *p++ = '%';
+            *p++ = hex[*s >> 4];
+            *p++ = hex[*s & 0xf];
+
+        } else {
+            *p++ = *s;
+        }
+    }
+
+    loc->len = p - loc->data;
+
+    return NGX_OK;
+}
+
+
+/* a script or an API client: Accept names application/json, not text/html */
+
+static ngx_uint_t
+ngx_http_mpn_wants_json(ngx_http_request_t *r)
+{
+    ngx_str_t  *accept;
+
+#if (NGX_HTTP_HEADERS)
+    if (r->headers_in.accept == NULL) {
+        return 0;
+    }
+
+    accept = &r->headers_in.accept->value;
+#else
+    return 0;
+#endif
+
+    if (ngx_strlcasestrn(accept->data, accept->data + accept->len,
+                         (u_char *) "application/json", 16 - 1)
+        == NULL)
+    {
+        return 0;
+    }
+
+    return ngx_strlcasestrn(accept->data, accept->data + accept->len,
+                            (u_char *) "text/html", 9 - 1)
+           == NULL;
+}
+
+
+static ngx_int_t
+ngx_http_mpn_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    mpn_decision_t *d, ngx_str_t *loc)
+{
+    size_t        len;
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+
+    len = sizeof("{\"decision\":\"\",\"reason\":\"\"}") - 1
+          + ngx_strlen(mpn_decision_names[d->decision])
+          + ngx_strlen(mpn_reason_names[d->reason]);
+
+    if (loc->len) {
+        len += sizeof(",\"location\":\"\"") - 1
+               + loc->len + ngx_escape_json(NULL, loc->data, loc->len);
+    }
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = ngx_sprintf(b->last, "{\"decision\":\"%s\",\"reason\":\"%s\"",
+                          mpn_decision_names[d->decision],
+                          mpn_reason_names[d->reason]);
+
+    if (loc->len) {
+        b->last = ngx_cpymem(b->last, ",\"location\":\"", 13);
+        b->last = (u_char *) ngx_escape_json(b->last, loc->data, loc->len);
+        *b->last++ = '"';
+    }
+
+    *b->last++ = '}';
+
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = b->last - b->pos;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        ngx_http_finalize_request(r, rc);
+        return NGX_DONE;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    ngx_http_finalize_request(r, ngx_http_output_filter(r, &out));
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_mpn_add_header(ngx_http_request_t *r, ngx_str_t *key,
+    ngx_str_t *value, ngx_table_elt_t **out)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key = *key;
+    h->value = *value;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    *out = h;
+
+    return NGX_OK;
+}
+
+
+/* configuration */
+
+static void *
+ngx_http_mpn_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_mpn_main_conf_t  *mcf;
+
+    mcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_mpn_main_conf_t));
+    if (mcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     mcf->redis = NULL;
+     *     mcf->key_prefix = { 0, NULL };
+     *     mcf->cache = NULL;
+     */
+
+    return mcf;
+}
+
+
+static char *
+ngx_http_mpn_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_mpn_main_conf_t  *mcf = conf;
+
+    if (mcf->key_prefix.data == NULL) {
+        ngx_str_set(&mcf->key_prefix, "mpn:partner:");
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_mpn_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_mpn_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_mpn_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->competency = { 0, NULL };
+     *     conf->token_claim = { 0, NULL };
+     *     conf->token_issuer = { 0, NULL };
+     *     conf->token_audience = { 0, NULL };
+     *     conf->require = { 0 };
+     */
+
+    conf->enable = NGX_CONF_UNSET;
+    conf->partner = NGX_CONF_UNSET_PTR;
+    conf->token = NGX_CONF_UNSET_PTR;
+    conf->token_keys = NGX_CONF_UNSET_PTR;
+    conf->token_leeway = NGX_CONF_UNSET;
+    conf->require_tier = NGX_CONF_UNSET_UINT;
+    conf->require_benefits = NGX_CONF_UNSET_PTR;
+    conf->competency_level = NGX_CONF_UNSET_UINT;
+    conf->signin_url = NGX_CONF_UNSET_PTR;
+    conf->upgrade_url = NGX_CONF_UNSET_PTR;
+    conf->renew_url = NGX_CONF_UNSET_PTR;
+    conf->grace = NGX_CONF_UNSET;
+    conf->remind = NGX_CONF_UNSET;
+    conf->fail = NGX_CONF_UNSET_UINT;
+    conf->status = NGX_CONF_UNSET;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_mpn_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_mpn_loc_conf_t *prev = parent;
+    ngx_http_mpn_loc_conf_t *conf = child;
+
+    ngx_http_mpn_main_conf_t  *mcf;
+
+    ngx_conf_merge_value(conf->enable, prev->enable, 0);
+
+    /* the innermost scope that names an identity source decides it */
+
+    if (conf->partner == NGX_CONF_UNSET_PTR
+        && conf->token == NGX_CONF_UNSET_PTR)
+    {
+        conf->partner = prev->partner;
+        conf->token = prev->token;
+    }
+
+    ngx_conf_merge_ptr_value(conf->partner, NULL, NULL);
+    ngx_conf_merge_ptr_value(conf->token, NULL, NULL);
+
+    ngx_conf_merge_ptr_value(conf->token_keys, prev->token_keys, NULL);
+    ngx_conf_merge_str_value(conf->token_claim, prev->token_claim, "sub");
+    ngx_conf_merge_str_value(conf->token_issuer, prev->token_issuer, "");
+    ngx_conf_merge_str_value(conf->token_audience, prev->token_audience, "");
+    ngx_conf_merge_sec_value(conf->token_leeway, prev->token_leeway, 0);
+
+    ngx_conf_merge_uint_value(conf->require_tier, prev->require_tier,
+                              MPN_TIER_NETWORK);
+    ngx_conf_merge_ptr_value(conf->require_benefits, prev->require_benefits,
+                             NULL);
+
+    if (conf->competency_level == NGX_CONF_UNSET_UINT) {
+        conf->competency = prev->competency;
+        conf->competency_level = prev->competency_level;
+    }
+
+    ngx_conf_merge_ptr_value(conf->signin_url, prev->signin_url, NULL);
+    ngx_conf_merge_ptr_value(conf->upgrade_url, prev->upgrade_url, NULL);
+    ngx_conf_merge_ptr_value(conf->renew_url, prev->renew_url, NULL);
+
+    ngx_conf_merge_sec_value(conf->grace, prev->grace, 0);
+    ngx_conf_merge_sec_value(conf->remind, prev->remind, 30 * 86400);
+    ngx_conf_merge_uint_value(conf->fail, prev->fail,
+                              NGX_HTTP_MPN_FAIL_CLOSED);
+    ngx_conf_merge_value(conf->status, prev->status, 0);
+
+    conf->require.tier = conf->require_tier;
+
+    if (conf->require_benefits != NULL) {
+        conf->require.benefits = conf->require_benefits->elts;
+        conf->require.nbenefits = conf->require_benefits->nelts;
+    }
+
+    conf->require.competency.data = (char *) conf->competency.data;
+    conf->require.competency.len = conf->competency.len;
+    conf->require.competency_level = conf->competency_level;
+    conf->require.grace = conf->grace;
+    conf->require.remind = conf->remind;
+
+    if (!conf->enable) {
+        return NGX_CONF_OK;
+    }
+
+    if (conf->partner == NULL && conf->token == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"mpn\" is on but neither \"mpn_partner\" "
+                           "nor \"mpn_token\" is set");
+        return NGX_CONF_ERROR;
+    }
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_mpn_module);
+
+    if (mcf->redis == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"mpn\" is on but \"mpn_redis\" is not set");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* mpn_redis ADDRESS [db=N] [password_file=PATH] [connect_timeout=T]
+ *           [timeout=T] */
+
+static char *
+ngx_http_mpn_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mpn_main_conf_t *mcf = conf;
+
+    ngx_str_t                  *value, s;
+    ngx_url_t                   u;
+    ngx_uint_t                  i;
+    ngx_msec_t                  t;
+    ngx_http_mpn_redis_conf_t  *rc;
+
+    if (mcf->redis != NULL) {
+        return "is duplicate";
+    }
+
+    rc = ngx_pcalloc(cf->pool, sizeof(ngx_http_mpn_redis_conf_t));
+    if (rc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    rc->connect_timeout = 200;
+    rc->timeout = 100;
+
+    value = cf->args->elts;
+
+    rc->addr_text = value[1];
+
+    if (value[1].len > 5 && ngx_strncmp(value[1].data, "unix:", 5) == 0) {
+
+        if (value[1].data[5] != '/') {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid address \"%V\" in \"mpn_redis\": "
+                               "a unix socket path must be absolute",
+                               &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        rc->unix_path.len = value[1].len - 5;
+        rc->unix_path.data = ngx_pnalloc(cf->pool, rc->unix_path.len + 1);
+        if (rc->unix_path.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_cpystrn(rc->unix_path.data, value[1].data + 5,
+                    rc->unix_path.len + 1);
+
+    } else {
+        ngx_memzero(&u, sizeof(ngx_url_t));
+
+        u.url = value[1];
+        u.no_resolve = 0;
+
+        /* a name is resolved here, once, never at request time */
+
+        if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.no_port
+            || u.naddrs == 0 || u.uri.len)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid address \"%V\" in \"mpn_redis\"%s%s, "
+                               "expected host:port or unix:/path",
+                               &value[1], u.err ? ": " : "",
+                               u.err ? u.err : "");
+            return NGX_CONF_ERROR;
+        }
+
+        rc->port = u.port;
+        rc->host.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
+        if (rc->host.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        rc->host.len = ngx_sock_ntop(u.addrs[0].sockaddr,
+                                     u.addrs[0].socklen, rc->host.data,
+                                     NGX_SOCKADDR_STRLEN, 0);
+        rc->host.data[rc->host.len] = '\0';
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
+            rc->db = ngx_atoi(value[i].data + 3, value[i].len - 3);
+
+            if (rc->db == NGX_ERROR) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "password_file=", 14) == 0) {
+            s.data = value[i].data + 14;
+            s.len = value[i].len - 14;
+
+            if (ngx_http_mpn_read_password(cf, &s, &rc->password)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "connect_timeout=", 16) == 0) {
+            s.data = value[i].data + 16;
+            s.len = value[i].len - 16;
+
+            t = ngx_parse_time(&s, 0);
+            if (t == (ngx_msec_t) NGX_ERROR || t == 0) {
+                goto invalid;
+            }
+
+            rc->connect_timeout = t;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
+            s.data = value[i].data + 8;
+            s.len = value[i].len - 8;
+
+            t = ngx_parse_time(&s, 0);
+            if (t == (ngx_msec_t) NGX_ERROR || t == 0) {
+                goto invalid;
+            }
+
+            rc->timeout = t;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    mcf->redis = rc;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\" in \"mpn_redis\"",
+                       &value[i]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+/* the first line of the file; the password itself is never logged */
+
+static char *
+ngx_http_mpn_read_password(ngx_conf_t *cf, ngx_str_t *path,
+    ngx_str_t *password)
+{
+    u_char       *p, *last;
+    ssize_t       n;
+    ngx_fd_t      fd;
+    ngx_str_t     name;
+    ngx_file_t    file;
+    u_char        buf[1024];
+
+    name = *path;
+
+    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "cannot open password_file \"%V\" "
+                           "in \"mpn_redis\"", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+    file.fd = fd;
+    file.name = name;
+    file.log = cf->log;
+
+    n = ngx_read_file(&file, buf, sizeof(buf), 0);
+
+    ngx_close_file(fd);
+
+    if (n == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "cannot read password_file \"%V\" "
+                           "in \"mpn_redis\"", &name);
+        return NGX_CONF_ERROR;
+    }
+
+    last = buf + n;
+
+    for (p = buf; p < last; p++) {
+        if (*p == CR || *p == LF) {
+            break;
+        }
+    }
+
+    if (p == buf) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "empty password_file \"%V\" in \"mpn_redis\"",
+                           &name);
+        return NGX_CONF_ERROR;
+    }
+
+    password->len = p - buf;
+    password->data = ngx_pnalloc(cf->pool, password->len);
+    if (password->data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(password->data, buf, password->len);
+    ngx_explicit_memzero(buf, sizeof(buf));
+
+    return NGX_CONF_OK;
+}
+
+
+/* mpn_partner: a complex value, exclusive with mpn_token in one scope */
+
+static char *
+ngx_http_mpn_identity(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mpn_loc_conf_t *lcf = conf;
+
+    ngx_str_t                         *value;
+    ngx_http_complex_value_t         **cv, *other;
+    ngx_http_compile_complex_value_t   ccv;
+
+    cv = (ngx_http_complex_value_t **) ((char *) conf + cmd->offset);
+
+    if (*cv != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    other = (cv == &lcf->partner) ? lcf->token : lcf->partner;
+
+    if (other != NGX_CONF_UNSET_PTR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"mpn_partner\" and \"mpn_token\" cannot both "
+                           "be set in one scope");
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    *cv = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (*cv == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[1];
+    ccv.complex_value = *cv;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_mpn_require_tier(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mpn_loc_conf_t *lcf = conf;
+
+    ngx_str_t  *value;
+
+    if (lcf->require_tier != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    lcf->require_tier = mpn_tier_parse((char *) value[1].data, value[1].len);
+
+    if (lcf->require_tier == MPN_TIER_NONE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "unknown tier \"%V\" in \"mpn_require_tier\", "
+                           "it must be \"network\", \"action_pack\", "
+                           "\"silver\" or \"gold\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_mpn_require_benefit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mpn_loc_conf_t *lcf = conf;
+
+    ngx_str_t   *value;
+    mpn_str_t   *b;
+    ngx_uint_t   i;
+
+    if (lcf->require_benefits != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    lcf->require_benefits = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                             sizeof(mpn_str_t));
+    if (lcf->require_benefits == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        b = ngx_array_push(lcf->require_benefits);
+        if (b == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        b->data = (char *) value[i].data;
+        b->len = value[i].len;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_mpn_require_competency(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_mpn_loc_conf_t *lcf = conf;
+
+    ngx_str_t  *value;
+    ngx_uint_t  level;
+
+    if (lcf->competency_level != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    level = MPN_TIER_SILVER;
+
+    if (cf->args->nelts == 3) {
+        level = mpn_tier_parse((char *) value[2].data, value[2].len);
+
+        if (level != MPN_TIER_SILVER && level != MPN_TIER_GOLD) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "unknown level \"%V\" in "
+                               "\"mpn_require_competency\", it must be "
+                               "\"silver\" or \"gold\"", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    lcf->competency = value[1];
+    lcf->competency_level = level;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_mpn_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_complex_value_t  **cv;
+
+    cv = (ngx_http_complex_value_t **) ((char *) conf + cmd->offset);
+
+    if (*cv != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    *cv = NULL;
+
+    return ngx_http_set_complex_value_slot(cf, cmd, conf);
+}
+
+
+static ngx_int_t
+ngx_http_mpn_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    if (ngx_http_mpn_add_variables(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_mpn_handler;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mpn_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_mpn_main_conf_t  *mcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_mpn_module);
+
+    if (mcf == NULL || mcf->redis == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_http_mpn_redis_init_process(cycle, mcf);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_mpn_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_mpn_main_conf_t  *mcf;
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_mpn_module);
+
+    if (mcf == NULL || mcf->redis == NULL) {
+        return;
+    }
+
+    ngx_http_mpn_redis_exit_process();
+}
+
+
+/* at most one line a second per call site, then a count of the rest */
+
+void
+ngx_http_mpn_log_limited(ngx_http_mpn_limit_t *limit, ngx_log_t *log,
+    const char *fmt, ...)
+{
+    u_char   *p, *last;
+    va_list   args;
+    u_char    buf[NGX_MAX_ERROR_STR];
+
+    if (log->log_level < NGX_LOG_ERR) {
+        return;
+    }
+
+    if (limit->last == ngx_time()) {
+        limit->suppressed++;
+        return;
+    }
+
+    limit->last = ngx_time();
+    last = buf + sizeof(buf);
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(buf, last, fmt, args);
+    va_end(args);
+
+    if (limit->suppressed) {
+        p = ngx_slprintf(p, last, " (%ui similar messages suppressed)",
+                         limit->suppressed);
+        limit->suppressed = 0;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, log, 0, "%*s", (size_t) (p - buf), buf);
+}

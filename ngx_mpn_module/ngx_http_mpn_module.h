@@ -1,0 +1,144 @@
+/*
+ * Types shared by the nginx glue of ngx_http_mpn_module: configuration,
+ * the per-request context and the hooks between the glue files.
+ */
+
+#ifndef NGX_HTTP_MPN_MODULE_H
+#define NGX_HTTP_MPN_MODULE_H
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "mpn_record.h"
+#include "mpn_decide.h"
+
+
+#define NGX_HTTP_MPN_FAIL_CLOSED  0
+#define NGX_HTTP_MPN_FAIL_OPEN    1
+
+/* $mpn_cache_status */
+#define NGX_HTTP_MPN_CACHE_BYPASS   0
+#define NGX_HTTP_MPN_CACHE_MISS     1
+#define NGX_HTTP_MPN_CACHE_HIT      2
+#define NGX_HTTP_MPN_CACHE_EXPIRED  3
+#define NGX_HTTP_MPN_CACHE_STALE    4
+
+
+/* what a fetch found */
+#define NGX_HTTP_MPN_FOUND        0
+#define NGX_HTTP_MPN_MISSING      1
+#define NGX_HTTP_MPN_UNAVAILABLE  2
+#define NGX_HTTP_MPN_BAD_RECORD   3
+
+
+typedef struct ngx_http_mpn_fetch_s   ngx_http_mpn_fetch_t;
+typedef struct ngx_http_mpn_lookup_s  ngx_http_mpn_lookup_t;
+typedef struct ngx_http_mpn_keys_s    ngx_http_mpn_keys_t;
+typedef struct ngx_http_mpn_cache_s   ngx_http_mpn_cache_t;
+
+
+typedef struct {
+    time_t                     last;
+    ngx_uint_t                 suppressed;
+} ngx_http_mpn_limit_t;
+
+
+typedef struct {
+    ngx_str_t                  addr_text;    /* as written, for logs */
+    ngx_str_t                  host;         /* numeric IP, NUL-terminated */
+    in_port_t                  port;
+    ngx_str_t                  unix_path;    /* NUL-terminated */
+    ngx_int_t                  db;
+    ngx_str_t                  password;     /* never logged */
+    ngx_msec_t                 connect_timeout;
+    ngx_msec_t                 timeout;
+} ngx_http_mpn_redis_conf_t;
+
+
+typedef struct {
+    ngx_http_mpn_redis_conf_t *redis;        /* NULL: no mpn_redis */
+    ngx_str_t                  key_prefix;
+    ngx_str_t                  channel;
+    ngx_http_mpn_cache_t      *cache;        /* NULL: no mpn_cache */
+} ngx_http_mpn_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                 enable;
+
+    ngx_http_complex_value_t  *partner;      /* mpn_partner */
+    ngx_http_complex_value_t  *token;        /* mpn_token */
+    ngx_http_mpn_keys_t       *token_keys;   /* mpn_token_keys */
+    ngx_str_t                  token_claim;
+    ngx_str_t                  token_issuer;
+    ngx_str_t                  token_audience;
+    time_t                     token_leeway;
+
+    ngx_uint_t                 require_tier;
+    ngx_array_t               *require_benefits;  /* of mpn_str_t */
+    ngx_str_t                  competency;
+    ngx_uint_t                 competency_level;
+
+    ngx_http_complex_value_t  *signin_url;
+    ngx_http_complex_value_t  *upgrade_url;
+    ngx_http_complex_value_t  *renew_url;
+
+    time_t                     grace;
+    time_t                     remind;
+    ngx_uint_t                 fail;
+
+    ngx_flag_t                 status;       /* mpn_status */
+
+    mpn_require_t              require;      /* built at merge time */
+} ngx_http_mpn_loc_conf_t;
+
+
+typedef struct {
+    ngx_http_request_t        *request;
+    ngx_str_t                  partner_id;
+    mpn_record_t              *record;       /* in r->pool; NULL if none */
+    mpn_decision_t             decision;
+    int64_t                    now;
+    ngx_uint_t                 result;       /* NGX_HTTP_MPN_FOUND ... */
+    ngx_uint_t                 cache_status;
+    ngx_http_mpn_fetch_t      *fetch;        /* set while waiting */
+    ngx_event_t                timer;        /* the wait's timeout */
+    ngx_queue_t                queue;        /* in fetch->waiters */
+    unsigned                   fetched:1;
+    unsigned                   decided:1;
+} ngx_http_mpn_ctx_t;
+
+
+extern ngx_module_t  ngx_http_mpn_module;
+
+
+/* ngx_http_mpn_fetch.c: a request's record, one GET per partner in flight */
+
+ngx_int_t ngx_http_mpn_fetch(ngx_http_request_t *r, ngx_http_mpn_ctx_t *ctx,
+    ngx_http_mpn_main_conf_t *mcf);
+
+/* ngx_http_mpn_redis.c: one async connection per worker */
+
+/* reply is a redisReply, or NULL when the connection failed */
+typedef void (*ngx_http_mpn_reply_pt)(void *data, void *reply);
+
+void ngx_http_mpn_redis_init_process(ngx_cycle_t *cycle,
+    ngx_http_mpn_main_conf_t *mcf);
+void ngx_http_mpn_redis_exit_process(void);
+ngx_uint_t ngx_http_mpn_redis_connected(void);
+ngx_http_mpn_lookup_t *ngx_http_mpn_redis_get(ngx_str_t *key,
+    ngx_http_mpn_reply_pt handler, void *data);
+void ngx_http_mpn_redis_timed_out(ngx_http_mpn_lookup_t *lookup);
+
+/* ngx_http_mpn_variables.c */
+
+ngx_int_t ngx_http_mpn_add_variables(ngx_conf_t *cf);
+ngx_int_t ngx_http_mpn_return_url(ngx_http_request_t *r, ngx_str_t *url);
+
+/* logging that an outage cannot turn into a flood */
+
+void ngx_http_mpn_log_limited(ngx_http_mpn_limit_t *limit, ngx_log_t *log,
+    const char *fmt, ...);
+
+#endif /* NGX_HTTP_MPN_MODULE_H */

@@ -1,0 +1,314 @@
+package MpnTest;
+
+# Integration test helpers in the spirit of nginx-tests' Test::Nginx: a
+# private redis-server and Debian's real nginx (with the module loaded) on
+# free loopback ports in a temporary directory, plain HTTP requests, and
+# checks of the error log.  Core Perl only.
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use File::Temp qw(tempdir);
+use IO::Socket::INET;
+use IO::Select;
+use POSIX qw(WNOHANG);
+use Time::HiRes qw(sleep time);
+use Test::More;
+
+our @EXPORT = qw(free_port resp_command);
+
+my $ROOT = $ENV{MPN_ROOT} || do {
+    my $d = __FILE__; $d =~ s{/t/lib/MpnTest\.pm$}{}; $d = '.' if $d eq __FILE__;
+    $d;
+};
+
+sub new {
+    my ($class, %opts) = @_;
+
+    my $module = $ENV{MPN_MODULE} || "$ROOT/build/nginx/objs/ngx_http_mpn_module.so";
+    plan(skip_all => "module not built: $module") unless -f $module;
+    plan(skip_all => 'redis-server not installed') unless -x '/usr/bin/redis-server';
+
+    my $self = bless {
+        dir => tempdir('mpn-test-XXXXXX', TMPDIR => 1, CLEANUP => !$ENV{MPN_KEEP}),
+        module => $module,
+        pids => {},
+        %opts,
+    }, $class;
+
+    # the workers run as nobody: they must reach the served files
+    chmod 0755, $self->{dir};
+    mkdir "$self->{dir}/html";
+    return $self;
+}
+
+sub dir { $_[0]{dir} }
+
+sub free_port {
+    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+        Proto => 'tcp', Listen => 1, ReuseAddr => 1) or die "no free port: $!";
+    my $port = $s->sockport;
+    close $s;
+    return $port;
+}
+
+sub write_file {
+    my ($self, $name, $content) = @_;
+    my $path = $name =~ m{^/} ? $name : "$self->{dir}/$name";
+    open my $fh, '>', $path or die "$path: $!";
+    print $fh $content;
+    close $fh;
+    return $path;
+}
+
+sub read_file {
+    my ($self, $name) = @_;
+    my $path = $name =~ m{^/} ? $name : "$self->{dir}/$name";
+    open my $fh, '<', $path or return '';
+    local $/;
+    return <$fh>;
+}
+
+# --- redis ------------------------------------------------------------------
+
+sub start_redis {
+    my ($self, %o) = @_;
+
+    my $port = $self->{redis_port} ||= free_port();
+    my $conf = "bind 127.0.0.1\nport $port\nsave \"\"\nappendonly no\n"
+        . "dir $self->{dir}\ndaemonize no\nlogfile $self->{dir}/redis.log\n"
+        . "unixsocket $self->{dir}/redis.sock\nunixsocketperm 700\n";
+    $conf .= "requirepass $o{password}\n" if defined $o{password};
+    $self->{redis_password} = $o{password};
+    $self->write_file('redis.conf', $conf);
+
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        open STDOUT, '>', '/dev/null';
+        open STDERR, '>', '/dev/null';
+        exec '/usr/bin/redis-server', "$self->{dir}/redis.conf";
+        exit 127;
+    }
+    $self->{pids}{redis} = $pid;
+
+    for (1 .. 100) {
+        my $r = eval { $self->redis('PING') };
+        return $port if defined $r && ($r eq 'PONG' || $r =~ /NOAUTH/);
+        sleep 0.05;
+    }
+    die "redis-server did not start on port $port";
+}
+
+sub redis_port { $_[0]{redis_port} }
+
+sub stop_redis {
+    my ($self) = @_;
+    $self->stop_pid('redis', 'TERM');
+}
+
+sub signal_redis {
+    my ($self, $sig) = @_;
+    kill $sig, $self->{pids}{redis};
+}
+
+# one command on a fresh connection; errors come back as "ERR ..." strings
+sub redis {
+    my ($self, @cmd) = @_;
+    return resp_command('127.0.0.1', $self->{redis_port}, $self->{redis_password}, @cmd);
+}
+
+sub resp_command {
+    my ($host, $port, $password, @cmd) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => $host, PeerPort => $port,
+        Proto => 'tcp', Timeout => 2) or die "connect $port: $!";
+    if (defined $password) {
+        print $s _resp_encode('AUTH', $password);
+        _resp_read($s);
+    }
+    print $s _resp_encode(@cmd);
+    my $r = _resp_read($s);
+    close $s;
+    return $r;
+}
+
+sub _resp_encode {
+    my @a = @_;
+    my $out = '*' . scalar(@a) . "\r\n";
+    $out .= '$' . length($_) . "\r\n$_\r\n" for @a;
+    return $out;
+}
+
+sub _resp_read {
+    my ($s) = @_;
+    my $line = <$s>;
+    die "redis closed the connection" unless defined $line;
+    $line =~ s/\r\n$//;
+    my ($t, $rest) = (substr($line, 0, 1), substr($line, 1));
+    return $rest if $t eq '+' || $t eq '-' || $t eq ':';
+    if ($t eq '$') {
+        return undef if $rest < 0;
+        my $buf = '';
+        while (length($buf) < $rest + 2) {
+            my $n = read($s, $buf, $rest + 2 - length($buf), length($buf));
+            die "short read" unless $n;
+        }
+        return substr($buf, 0, $rest);
+    }
+    if ($t eq '*') {
+        return undef if $rest < 0;
+        return [ map { _resp_read($s) } 1 .. $rest ];
+    }
+    die "bad RESP line: $line";
+}
+
+# --- nginx ------------------------------------------------------------------
+
+# $http is the body of the http block; %o: workers, main (extra main-level
+# lines), error_level
+sub write_nginx_conf {
+    my ($self, $http, %o) = @_;
+
+    $self->{port} ||= free_port();
+    my $dir = $self->{dir};
+    my $workers = $o{workers} || 1;
+    my $level = $o{error_level} || 'info';
+    my $main = $o{main} || '';
+
+    $http =~ s/%%PORT%%/$self->{port}/g;
+    $http =~ s/%%REDIS%%/127.0.0.1:$self->{redis_port}/g if $self->{redis_port};
+    $http =~ s/%%DIR%%/$dir/g;
+
+    $self->write_file('nginx.conf', <<"EOF");
+load_module $self->{module};
+worker_processes $workers;
+daemon off;
+master_process on;
+pid $dir/nginx.pid;
+error_log $dir/error.log $level;
+$main
+events { worker_connections 4096; }
+http {
+    access_log $dir/access.log;
+    client_body_temp_path $dir/client_body;
+    proxy_temp_path $dir/proxy;
+    fastcgi_temp_path $dir/fastcgi;
+    uwsgi_temp_path $dir/uwsgi;
+    scgi_temp_path $dir/scgi;
+    default_type text/plain;
+$http
+}
+EOF
+}
+
+sub port { $_[0]{port} }
+
+# nginx -t on the current configuration: (exit status, output)
+sub nginx_test_conf {
+    my ($self) = @_;
+    my $out = `/usr/sbin/nginx -t -p $self->{dir} -c $self->{dir}/nginx.conf 2>&1`;
+    return ($? >> 8, $out);
+}
+
+sub start_nginx {
+    my ($self) = @_;
+
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        open STDOUT, '>>', "$self->{dir}/nginx.stderr";
+        open STDERR, '>>', "$self->{dir}/nginx.stderr";
+        $ENV{LD_PRELOAD} = join ' ', grep { $_ } $ENV{MPN_PRELOAD}, $ENV{LD_PRELOAD}
+            if $ENV{MPN_PRELOAD};
+        exec '/usr/sbin/nginx', '-p', $self->{dir}, '-c', "$self->{dir}/nginx.conf";
+        exit 127;
+    }
+    $self->{pids}{nginx} = $pid;
+
+    for (1 .. 200) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+            PeerPort => $self->{port}, Proto => 'tcp');
+        if ($s) {
+            close $s;
+            return $pid;
+        }
+        if (waitpid($pid, WNOHANG) == $pid) {
+            delete $self->{pids}{nginx};
+            die "nginx exited at start:\n" . $self->read_file('nginx.stderr')
+                . $self->read_file('error.log');
+        }
+        sleep 0.05;
+    }
+    die "nginx did not start on port $self->{port}";
+}
+
+sub reload_nginx {
+    my ($self) = @_;
+    kill 'HUP', $self->{pids}{nginx};
+    sleep 1;
+}
+
+sub stop_nginx {
+    my ($self) = @_;
+    $self->stop_pid('nginx', 'QUIT');
+}
+
+sub stop_pid {
+    my ($self, $name, $sig) = @_;
+    my $pid = delete $self->{pids}{$name} or return;
+    kill 'CONT', $pid;
+    kill $sig, $pid;
+    for (1 .. 100) {
+        return if waitpid($pid, WNOHANG) == $pid;
+        sleep 0.05;
+    }
+    kill 'KILL', $pid;
+    waitpid($pid, 0);
+}
+
+sub DESTROY {
+    my ($self) = @_;
+    for my $name (keys %{ $self->{pids} }) {
+        $self->stop_pid($name, $name eq 'nginx' ? 'TERM' : 'TERM');
+    }
+}
+
+# --- HTTP ---------------------------------------------------------------
+
+# a raw HTTP/1.0 exchange; returns the whole response as text
+sub http {
+    my ($self, $request, %o) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        PeerPort => $o{port} || $self->{port}, Proto => 'tcp')
+        or die "connect: $!";
+    print $s $request;
+    my $sel = IO::Select->new($s);
+    my $reply = '';
+    my $deadline = time + ($o{timeout} || 10);
+    while (time < $deadline) {
+        last unless $sel->can_read($deadline - time);
+        my $n = sysread($s, $reply, 65536, length $reply);
+        last unless $n;
+    }
+    close $s;
+    return $reply;
+}
+
+sub http_get {
+    my ($self, $uri, %h) = @_;
+    my $headers = join '', map { "$_: $h{$_}\r\n" } sort keys %h;
+    return $self->http("GET $uri HTTP/1.0\r\nHost: localhost\r\n$headers\r\n");
+}
+
+# --- checks -------------------------------------------------------------
+
+sub error_log { $_[0]->read_file('error.log') }
+
+# every integration test ends with this: no alert, no emerg, no crashed worker
+sub check_error_log {
+    my ($self) = @_;
+    my $log = $self->error_log;
+    unlike($log, qr/\[(alert|emerg)\]/, 'no alert or emerg in the error log');
+    unlike($log, qr/exited on signal/, 'no worker exited on a signal');
+}
+
+1;
