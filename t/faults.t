@@ -1,0 +1,254 @@
+#!/usr/bin/perl
+
+# Redis faults: down at start, killed and restarted, stopped (SIGSTOP),
+# answering garbage, wrong password, clients leaving mid-lookup, fail open.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use IO::Socket::INET;
+use POSIX qw(WNOHANG);
+use Time::HiRes qw(time sleep);
+use MpnTest;
+use MpnRecords;
+
+sub status { ($_[0] =~ m{^HTTP/1\.\d (\d+)})[0] // 0 }
+sub header { my ($r, $h) = @_; ($r =~ /^\Q$h\E: ([^\r\n]*)/mi)[0] }
+
+sub gate_conf {
+    my ($redis, $extra) = @_;
+    $extra //= '';
+    return <<"EOF";
+    mpn_redis $redis;
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        root %%DIR%%/html;
+        mpn_partner \$http_x_partner;
+        add_header X-Mpn "\$mpn_decision/\$mpn_reason" always;
+        location /gated/ { mpn on; $extra }
+        location /open/ { mpn on; mpn_fail open; }
+        location /plain/ { }
+    }
+EOF
+}
+
+sub setup {
+    my ($t) = @_;
+    for my $d (qw(gated open plain)) {
+        mkdir $t->dir . "/html/$d";
+        $t->write_file("html/$d/x", "$d\n");
+    }
+}
+
+sub poll {
+    my ($what, $secs) = @_;
+    my $end = time + $secs;
+    while (time < $end) {
+        return 1 if $what->();
+        sleep 0.1;
+    }
+    return 0;
+}
+
+subtest 'redis down at start: 503 within about connect_timeout' => sub {
+    my $t = MpnTest->new;
+    setup($t);
+    my $dead = free_port();
+    $t->write_nginx_conf(gate_conf("127.0.0.1:$dead connect_timeout=200ms timeout=100ms"));
+    $t->start_nginx;
+    my $t0 = time;
+    my $r = $t->http_get('/gated/x', 'X-Partner' => 'active');
+    my $took = time - $t0;
+    is(status($r), 503, 'gated request: 503');
+    is(header($r, 'X-Mpn'), 'error/redis_unavailable', 'error/redis_unavailable');
+    is(header($r, 'Cache-Control'), 'no-store', '503 is no-store');
+    cmp_ok($took, '<', 1.5, sprintf('answered in %.3fs, bounded by the timeouts', $took));
+    $r = $t->http_get('/open/x', 'X-Partner' => 'active');
+    is(status($r), 200, 'mpn_fail open: served');
+    is(header($r, 'X-Mpn'), 'allow/fail_open', 'allow/fail_open');
+    $t->stop_nginx;
+    like($t->error_log, qr/\[error\].*mpn: redis 127\.0\.0\.1:\d+: connect failed/,
+        'the outage is logged at error');
+    my $n = () = $t->error_log =~ /connect failed/g;
+    cmp_ok($n, '<=', 10, "connect failures are rate-limited in the log ($n lines)");
+    $t->check_error_log;
+};
+
+subtest 'redis killed under traffic, then restarted: recovers without reload' => sub {
+    my $t = MpnTest->new;
+    setup($t);
+    $t->start_redis;
+    seed_records($t);
+    $t->write_nginx_conf(gate_conf('%%REDIS%%'));
+    $t->start_nginx;
+    is(status($t->http_get('/gated/x', 'X-Partner' => 'active')), 200, 'served while redis is up');
+
+    $t->stop_redis;
+    my $r = $t->http_get('/gated/x', 'X-Partner' => 'active');
+    is(status($r), 503, 'redis gone: 503');
+
+    $t->start_redis;
+    seed_records($t);
+    ok(poll(sub { status($t->http_get('/gated/x', 'X-Partner' => 'active')) == 200 }, 5),
+        'redis back: served again, with no reload');
+    $t->stop_nginx;
+    like($t->error_log, qr/mpn: redis [^ ]+: reconnected/, 'the reconnect is logged');
+    $t->check_error_log;
+};
+
+subtest 'redis stopped: 503 within timeout, ungated locations keep answering' => sub {
+    my $t = MpnTest->new;
+    setup($t);
+    $t->start_redis;
+    seed_records($t);
+    $t->write_nginx_conf(gate_conf('%%REDIS%% timeout=1500ms'));
+    $t->start_nginx;
+    is(status($t->http_get('/gated/x', 'X-Partner' => 'active')), 200, 'served before the stop');
+
+    $t->signal_redis('STOP');
+
+    # a gated request waits on the stopped server...
+    my $slow = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $t->port)
+        or die;
+    my $t0 = time;
+    print $slow "GET /gated/x HTTP/1.0\r\nX-Partner: active\r\n\r\n";
+    sleep 0.2;
+
+    # ...while the same worker answers an ungated one at once
+    my $t1 = time;
+    my $r = $t->http_get('/plain/x');
+    my $plain = time - $t1;
+    is(status($r), 200, 'ungated location answers while redis is stopped');
+    cmp_ok($plain, '<', 1.0, sprintf('ungated answer took %.3fs: the worker is not blocked', $plain));
+
+    local $/;
+    my $slow_reply = <$slow>;
+    my $took = time - $t0;
+    is(status($slow_reply), 503, 'gated request: 503');
+    cmp_ok($took, '>=', 1.3, sprintf('the gated request waited its timeout (%.2fs)', $took));
+    cmp_ok($took, '<', 3.0, 'and no longer');
+
+    $r = $t->http_get('/gated/x', 'X-Partner' => 'active');
+    is(status($r), 503, 'still stopped: 503 again');
+
+    $t->signal_redis('CONT');
+    ok(poll(sub { status($t->http_get('/gated/x', 'X-Partner' => 'active')) == 200 }, 5),
+        'redis continues: served again');
+    $t->stop_nginx;
+    like($t->error_log, qr/mpn: redis [^ ]+: no reply within 1500 ms/, 'the timeout is logged');
+    $t->check_error_log;
+};
+
+subtest 'redis answers garbage: 503, logged, no crash' => sub {
+    my $t = MpnTest->new;
+    setup($t);
+    my $fake = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+        Listen => 64, ReuseAddr => 1) or die;
+    my $port = $fake->sockport;
+    my $pid = fork // die;
+    if ($pid == 0) {
+        while (my $c = $fake->accept) {
+            my $buf;
+            sysread($c, $buf, 4096);
+            syswrite($c, "%this is not RESP\r\n\x00\xff\r\n");
+            close $c;
+        }
+        exit 0;
+    }
+    close $fake;
+    $t->write_nginx_conf(gate_conf("127.0.0.1:$port"));
+    $t->start_nginx;
+    for (1 .. 3) {
+        my $r = $t->http_get('/gated/x', 'X-Partner' => 'active');
+        is(status($r), 503, "garbage reply $_: 503");
+    }
+    is(status($t->http_get('/plain/x')), 200, 'nginx still serves');
+    $t->stop_nginx;
+    kill 'TERM', $pid;
+    waitpid $pid, 0;
+    like($t->error_log, qr/mpn: redis [^ ]+: connection lost: Protocol error/i,
+        'the protocol error is logged');
+    $t->check_error_log;
+};
+
+subtest 'wrong password and unreadable password_file' => sub {
+    my $t = MpnTest->new;
+    setup($t);
+    $t->start_redis(password => 's3cret-right');
+    $t->write_file('pw-wrong', "wrong-password-xyz\n");
+    $t->write_file('pw-right', "s3cret-right\nsecond line ignored\n");
+    seed_records($t);
+    my $dir = $t->dir;
+
+    $t->write_nginx_conf(gate_conf("%%REDIS%% password_file=$dir/pw-wrong"));
+    $t->start_nginx;
+    my $r = $t->http_get('/gated/x', 'X-Partner' => 'active');
+    is(status($r), 503, 'wrong password: 503');
+    $t->stop_nginx;
+    like($t->error_log, qr/AUTH failed: (WRONGPASS|ERR invalid password)/, 'AUTH failure is logged');
+    unlike($t->error_log, qr/wrong-password-xyz/, 'the password is never logged');
+    $t->check_error_log;
+
+    $t->write_nginx_conf(gate_conf("%%REDIS%% password_file=$dir/pw-right"));
+    $t->start_nginx;
+    is(status($t->http_get('/gated/x', 'X-Partner' => 'active')), 200,
+        'right password (first line of the file): served');
+    $t->stop_nginx;
+    unlike($t->error_log, qr/s3cret-right/, 'the right password is never logged either');
+
+    $t->write_nginx_conf(gate_conf("%%REDIS%% password_file=$dir/missing"));
+    my ($rc, $out) = $t->nginx_test_conf;
+    isnt($rc, 0, 'missing password_file: nginx -t fails');
+    like($out, qr/\[emerg\].*password_file ".*missing".*mpn_redis/, 'the message names the file and directive');
+
+    # root reads a file whatever its mode; a directory cannot be read by anyone
+    mkdir "$dir/pw-dir";
+    $t->write_nginx_conf(gate_conf("%%REDIS%% password_file=$dir/pw-dir"));
+    ($rc, $out) = $t->nginx_test_conf;
+    isnt($rc, 0, 'unreadable password_file: nginx -t fails');
+    like($out, qr/\[emerg\].*cannot read password_file/, 'the message says it cannot be read');
+};
+
+subtest '1,000 clients leave while their lookups are outstanding' => sub {
+    my $t = MpnTest->new;
+    setup($t);
+    $t->start_redis;
+    seed_records($t);
+    $t->write_nginx_conf(gate_conf('%%REDIS%% timeout=10s'));
+    $t->start_nginx;
+    is(status($t->http_get('/gated/x', 'X-Partner' => 'active')), 200, 'served before');
+
+    my ($worker) = `pgrep -P $t->{pids}{nginx}` =~ /(\d+)/;
+    my $fds_before = () = glob("/proc/$worker/fd/*");
+
+    $t->signal_redis('STOP');
+    my @c;
+    for my $i (1 .. 1000) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $t->port)
+            or last;
+        print $s "GET /gated/x HTTP/1.1\r\nHost: x\r\nX-Partner: p$i\r\n\r\n";
+        push @c, $s;
+    }
+    is(scalar @c, 1000, '1000 requests outstanding on a stopped redis');
+    sleep 0.5;
+    close $_ for @c;
+    sleep 0.5;
+    $t->signal_redis('CONT');
+
+    ok(poll(sub { status($t->http_get('/gated/x', 'X-Partner' => 'active')) == 200 }, 5),
+        'the late replies are dropped and the gate serves again');
+    ok(poll(sub { my $n = () = glob("/proc/$worker/fd/*"); $n <= $fds_before }, 5),
+        'no file descriptor leaked');
+    is(status($t->http_get('/plain/x')), 200, 'same worker still serves');
+    my ($worker_after) = `pgrep -P $t->{pids}{nginx}` =~ /(\d+)/;
+    is($worker_after, $worker, 'the worker did not restart');
+    $t->stop_nginx;
+    my $aborted = () = $t->read_file('access.log') =~ m{"GET /gated/x HTTP/1.1" 499 }g;
+    is($aborted, 1000, 'every abandoned request ended as 499 while it waited');
+    $t->check_error_log;
+};
+
+done_testing;
