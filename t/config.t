@@ -1,0 +1,67 @@
+#!/usr/bin/perl
+
+# nginx -t: every configuration error of spec section 3 fails with an emerg
+# line that names the directive and the bad value; good ones pass.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use MpnTest;
+
+my $t = MpnTest->new;
+
+sub check {
+    my ($http, $re, $name) = @_;
+    $t->write_nginx_conf($http);
+    my ($rc, $out) = $t->nginx_test_conf;
+    if (defined $re) {
+        isnt($rc, 0, "$name: nginx -t fails");
+        like($out, $re, "$name: the emerg line names the directive and value");
+    } else {
+        is($rc, 0, "$name: nginx -t passes") or diag $out;
+    }
+}
+
+my $srv = sub { "mpn_redis 127.0.0.1:6379;\nserver { listen 127.0.0.1:%%PORT%%; $_[0] }" };
+
+check($srv->('mpn on; mpn_partner $http_x_partner; location /a { mpn_require_tier gold; '
+    . 'mpn_require_benefit vsts ems; mpn_require_competency cloud_platform; '
+    . 'mpn_signin_url /s?r=$mpn_return_url; mpn_upgrade_url /o; mpn_renew_url /r; '
+    . 'mpn_grace 7d; mpn_remind 14d; mpn_fail open; }'), undef, 'a full configuration');
+check("mpn_redis unix:/tmp/redis.sock db=2 connect_timeout=1s timeout=250ms;\n"
+    . 'server { listen 127.0.0.1:%%PORT%%; mpn on; mpn_partner $http_x; }',
+    undef, 'a unix socket with options');
+check("mpn_redis localhost:6379;\nmpn_key_prefix app:p:;\n"
+    . 'server { listen 127.0.0.1:%%PORT%%; mpn on; mpn_partner $http_x; }',
+    undef, 'a host name resolved at configuration time');
+
+check($srv->('mpn on; mpn_partner $http_x; mpn_require_tier platinum;'),
+    qr/\[emerg\].*unknown tier "platinum" in "mpn_require_tier"/, 'unknown tier');
+check($srv->('mpn on; mpn_partner $http_x; mpn_require_competency cloud_platform bronze;'),
+    qr/\[emerg\].*unknown level "bronze" in "mpn_require_competency"/, 'unknown level');
+check("mpn_redis 127.0.0.1;\nserver { listen 127.0.0.1:%%PORT%%; }",
+    qr/\[emerg\].*invalid address "127\.0\.0\.1" in "mpn_redis"/, 'address without a port');
+check("mpn_redis 127.0.0.1:99999;\nserver { listen 127.0.0.1:%%PORT%%; }",
+    qr/\[emerg\].*invalid address "127\.0\.0\.1:99999" in "mpn_redis"/, 'port out of range');
+check("mpn_redis unix:relative.sock;\nserver { listen 127.0.0.1:%%PORT%%; }",
+    qr/\[emerg\].*invalid address "unix:relative\.sock" in "mpn_redis"/, 'relative unix path');
+check("mpn_redis 127.0.0.1:6379 timeout=soon;\nserver { listen 127.0.0.1:%%PORT%%; }",
+    qr/\[emerg\].*invalid parameter "timeout=soon" in "mpn_redis"/, 'malformed timeout');
+check("mpn_redis 127.0.0.1:6379 db=x;\nserver { listen 127.0.0.1:%%PORT%%; }",
+    qr/\[emerg\].*invalid parameter "db=x" in "mpn_redis"/, 'malformed db');
+check($srv->('mpn on;'),
+    qr/\[emerg\].*"mpn" is on but neither "mpn_partner" nor "mpn_token" is set/,
+    'mpn on without an identity source');
+check('server { listen 127.0.0.1:%%PORT%%; mpn on; mpn_partner $http_x; }',
+    qr/\[emerg\].*"mpn" is on but "mpn_redis" is not set/, 'mpn on without mpn_redis');
+check($srv->('location /x { mpn_redis 127.0.0.1:1; }'),
+    qr/\[emerg\].*"mpn_redis" directive is not allowed here/, 'mpn_redis outside http');
+check($srv->('mpn_fail maybe;'),
+    qr/\[emerg\].*invalid value "maybe"/, 'mpn_fail value (nginx's own enum message)');
+check($srv->('mpn_grace forever;'),
+    qr/\[emerg\].*"mpn_grace" directive invalid value/, 'mpn_grace value');
+
+done_testing;
