@@ -60,7 +60,7 @@ check('server { listen 127.0.0.1:%%PORT%%; mpn on; mpn_partner $http_x; }',
 check($srv->('location /x { mpn_redis 127.0.0.1:1; }'),
     qr/\[emerg\].*"mpn_redis" directive is not allowed here/, 'mpn_redis outside http');
 check($srv->('mpn_fail maybe;'),
-    qr/\[emerg\].*invalid value "maybe"/, 'mpn_fail value (nginx's own enum message)');
+    qr/\[emerg\].*invalid value "maybe"/, "mpn_fail value (nginx's own enum message)");
 check($srv->('mpn_grace forever;'),
     qr/\[emerg\].*"mpn_grace" directive invalid value/, 'mpn_grace value');
 
