@@ -86,6 +86,48 @@ static ngx_command_t  ngx_http_mpn_commands[] = {
       offsetof(ngx_http_mpn_loc_conf_t, partner),
       NULL },
 
+    { ngx_string("mpn_token"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_mpn_identity,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpn_loc_conf_t, token),
+      NULL },
+
+    { ngx_string("mpn_token_keys"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_mpn_token_keys,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mpn_token_claim"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpn_loc_conf_t, token_claim),
+      NULL },
+
+    { ngx_string("mpn_token_issuer"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpn_loc_conf_t, token_issuer),
+      NULL },
+
+    { ngx_string("mpn_token_audience"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpn_loc_conf_t, token_audience),
+      NULL },
+
+    { ngx_string("mpn_token_leeway"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpn_loc_conf_t, token_leeway),
+      NULL },
+
     { ngx_string("mpn_require_tier"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_mpn_require_tier,
@@ -188,6 +230,9 @@ ngx_module_t  ngx_http_mpn_module = {
 static ngx_str_t  ngx_http_mpn_cache_control = ngx_string("Cache-Control");
 static ngx_str_t  ngx_http_mpn_no_store = ngx_string("no-store");
 static ngx_str_t  ngx_http_mpn_location_key = ngx_string("Location");
+static ngx_str_t  ngx_http_mpn_www_authenticate =
+    ngx_string("WWW-Authenticate");
+static ngx_str_t  ngx_http_mpn_bearer = ngx_string("Bearer realm=\"mpn\"");
 
 
 static ngx_int_t
@@ -270,6 +315,10 @@ ngx_http_mpn_identify(ngx_http_request_t *r, ngx_http_mpn_loc_conf_t *lcf,
     ngx_http_mpn_ctx_t *ctx)
 {
     ngx_str_t  id;
+
+    if (lcf->token != NULL) {
+        return ngx_http_mpn_token_identify(r, lcf, ctx);
+    }
 
     if (ngx_http_complex_value(r, lcf->partner, &id) != NGX_OK) {
         return NGX_ERROR;
@@ -389,6 +438,14 @@ ngx_http_mpn_answer(ngx_http_request_t *r, ngx_http_mpn_loc_conf_t *lcf,
     if (ngx_http_mpn_add_header(r, &ngx_http_mpn_cache_control,
                                 &ngx_http_mpn_no_store, &h)
         != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (status == NGX_HTTP_UNAUTHORIZED && lcf->token != NULL
+        && ngx_http_mpn_add_header(r, &ngx_http_mpn_www_authenticate,
+                                   &ngx_http_mpn_bearer, &h)
+           != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -686,11 +743,9 @@ ngx_http_mpn_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->partner, NULL, NULL);
     ngx_conf_merge_ptr_value(conf->token, NULL, NULL);
 
-    ngx_conf_merge_ptr_value(conf->token_keys, prev->token_keys, NULL);
-    ngx_conf_merge_str_value(conf->token_claim, prev->token_claim, "sub");
-    ngx_conf_merge_str_value(conf->token_issuer, prev->token_issuer, "");
-    ngx_conf_merge_str_value(conf->token_audience, prev->token_audience, "");
-    ngx_conf_merge_sec_value(conf->token_leeway, prev->token_leeway, 0);
+    if (ngx_http_mpn_token_merge(cf, prev, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     ngx_conf_merge_uint_value(conf->require_tier, prev->require_tier,
                               MPN_TIER_NETWORK);

@@ -12,6 +12,7 @@
 
 #include "mpn_record.h"
 #include "mpn_decide.h"
+#include "mpn_token.h"
 
 
 #define NGX_HTTP_MPN_FAIL_CLOSED  0
@@ -34,7 +35,6 @@
 
 typedef struct ngx_http_mpn_fetch_s   ngx_http_mpn_fetch_t;
 typedef struct ngx_http_mpn_lookup_s  ngx_http_mpn_lookup_t;
-typedef struct ngx_http_mpn_keys_s    ngx_http_mpn_keys_t;
 typedef struct ngx_http_mpn_cache_s   ngx_http_mpn_cache_t;
 
 
@@ -69,11 +69,12 @@ typedef struct {
 
     ngx_http_complex_value_t  *partner;      /* mpn_partner */
     ngx_http_complex_value_t  *token;        /* mpn_token */
-    ngx_http_mpn_keys_t       *token_keys;   /* mpn_token_keys */
+    mpn_keyset_t              *token_keys;   /* mpn_token_keys */
     ngx_str_t                  token_claim;
     ngx_str_t                  token_issuer;
     ngx_str_t                  token_audience;
     time_t                     token_leeway;
+    mpn_token_opts_t           token_opts;   /* built at merge time */
 
     ngx_uint_t                 require_tier;
     ngx_array_t               *require_benefits;  /* of mpn_str_t */
@@ -130,6 +131,15 @@ ngx_uint_t ngx_http_mpn_redis_connected(void);
 ngx_http_mpn_lookup_t *ngx_http_mpn_redis_get(ngx_str_t *key,
     ngx_http_mpn_reply_pt handler, void *data);
 void ngx_http_mpn_redis_timed_out(ngx_http_mpn_lookup_t *lookup);
+
+/* ngx_http_mpn_token.c: mpn_token_keys and verifying a request's token */
+
+char *ngx_http_mpn_token_keys(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_mpn_token_merge(ngx_conf_t *cf, ngx_http_mpn_loc_conf_t *prev,
+    ngx_http_mpn_loc_conf_t *conf);
+ngx_int_t ngx_http_mpn_token_identify(ngx_http_request_t *r,
+    ngx_http_mpn_loc_conf_t *lcf, ngx_http_mpn_ctx_t *ctx);
 
 /* ngx_http_mpn_variables.c */
 
