@@ -1,0 +1,327 @@
+/*
+ * mpnctl expiring: the partners to remind.  SCANs the record keys (never
+ * KEYS, so a large keyspace does not stall Redis), MGETs each page and lists
+ * the active subscriptions whose end falls in [now, now + within).
+ */
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "mpnctl.h"
+#include "mpn_record.h"
+#include "mpn_time.h"
+
+
+typedef struct {
+    char     *id;
+    char     *offer;
+    int64_t   end;
+    int       auto_renew;
+} mpnctl_expiring_row_t;
+
+
+typedef struct {
+    mpnctl_expiring_row_t  *rows;
+    size_t                  nrows;
+    size_t                  cap;
+    size_t                  nbad;
+} mpnctl_expiring_t;
+
+
+static char *mpnctl_expiring_pattern(const char *prefix);
+static void mpnctl_expiring_record(mpnctl_t *ctl, mpnctl_expiring_t *ex,
+    const char *key, size_t key_len, const redisReply *value);
+static int mpnctl_expiring_cmp(const void *a, const void *b);
+static void mpnctl_expiring_print(mpnctl_t *ctl,
+    const mpnctl_expiring_row_t *row);
+
+
+int
+mpnctl_expiring(mpnctl_t *ctl, int argc, char **argv)
+{
+    int                 rc;
+    char               *pattern, cursor[32];
+    size_t              i, n, *lens;
+    const char         *sargv[6], **margv;
+    redisReply         *r, *keys, *values;
+    redisContext       *c;
+    mpnctl_expiring_t   ex;
+
+    (void) argc;
+    (void) argv;
+
+    c = mpnctl_connect(ctl);
+    if (c == NULL) {
+        return 1;
+    }
+
+    pattern = mpnctl_expiring_pattern(ctl->prefix);
+    memset(&ex, 0, sizeof(mpnctl_expiring_t));
+    strcpy(cursor, "0");
+    rc = 0;
+
+    do {
+        sargv[0] = "SCAN";
+        sargv[1] = cursor;
+        sargv[2] = "MATCH";
+        sargv[3] = pattern;
+        sargv[4] = "COUNT";
+        sargv[5] = "1000";
+
+        r = redisCommandArgv(c, 6, sargv, NULL);
+        if (mpnctl_reply_error(ctl, r, "expiring: SCAN") != 0) {
+            freeReplyObject(r);
+            rc = 1;
+            break;
+        }
+
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2
+            || r->element[0]->type != REDIS_REPLY_STRING
+            || r->element[0]->len >= sizeof(cursor)
+            || r->element[1]->type != REDIS_REPLY_ARRAY)
+        {
+            mpnctl_error("expiring: SCAN: unexpected reply");
+            freeReplyObject(r);
+            rc = 1;
+            break;
+        }
+
+        memcpy(cursor, r->element[0]->str, r->element[0]->len);
+        cursor[r->element[0]->len] = '\0';
+        keys = r->element[1];
+        n = keys->elements;
+
+        if (n == 0) {
+            freeReplyObject(r);
+            continue;
+        }
+
+        margv = malloc((n + 1) * sizeof(char *));
+        lens = malloc((n + 1) * sizeof(size_t));
+        if (margv == NULL || lens == NULL) {
+            mpnctl_error("out of memory");
+            exit(1);
+        }
+
+        margv[0] = "MGET";
+        lens[0] = 4;
+        for (i = 0; i < n; i++) {
+            margv[i + 1] = keys->element[i]->str;
+            lens[i + 1] = keys->element[i]->len;
+        }
+
+        values = redisCommandArgv(c, (int) n + 1, margv, lens);
+        free(margv);
+        free(lens);
+
+        if (mpnctl_reply_error(ctl, values, "expiring: MGET") != 0
+            || values->type != REDIS_REPLY_ARRAY || values->elements != n)
+        {
+            freeReplyObject(values);
+            freeReplyObject(r);
+            rc = 1;
+            break;
+        }
+
+        for (i = 0; i < n; i++) {
+            mpnctl_expiring_record(ctl, &ex, keys->element[i]->str,
+                                   keys->element[i]->len,
+                                   values->element[i]);
+        }
+
+        freeReplyObject(values);
+        freeReplyObject(r);
+
+    } while (strcmp(cursor, "0") != 0);
+
+    free(pattern);
+
+    if (rc == 0) {
+        /* soonest first; SCAN may return a key twice: print it once */
+        qsort(ex.rows, ex.nrows, sizeof(mpnctl_expiring_row_t),
+              mpnctl_expiring_cmp);
+
+        for (i = 0; i < ex.nrows; i++) {
+            if (i > 0 && mpnctl_expiring_cmp(&ex.rows[i - 1], &ex.rows[i])
+                         == 0)
+            {
+                continue;
+            }
+            mpnctl_expiring_print(ctl, &ex.rows[i]);
+        }
+
+        if (ex.nbad > 0) {
+            mpnctl_error("expiring: %zu unreadable record%s skipped",
+                         ex.nbad, ex.nbad == 1 ? "" : "s");
+        }
+    }
+
+    for (i = 0; i < ex.nrows; i++) {
+        free(ex.rows[i].id);
+        free(ex.rows[i].offer);
+    }
+    free(ex.rows);
+
+    return rc;
+}
+
+
+/* the prefix with glob characters escaped, then "*" */
+static char *
+mpnctl_expiring_pattern(const char *prefix)
+{
+    char        *pattern, *p;
+    const char  *s;
+
+    pattern = malloc(strlen(prefix) * 2 + 2);
+    if (pattern == NULL) {
+        mpnctl_error("out of memory");
+        exit(1);
+    }
+
+    for (p = pattern, s = prefix; *s != '\0'; s++) {
+        if (strchr("*?[]\\", *s) != NULL) {
+            *p++ = '\\';
+        }
+        *p++ = *s;
+    }
+
+    *p++ = '*';
+    *p = '\0';
+
+    return pattern;
+}
+
+
+static void
+mpnctl_expiring_record(mpnctl_t *ctl, mpnctl_expiring_t *ex,
+    const char *key, size_t key_len, const redisReply *value)
+{
+    size_t                  plen;
+    int64_t                 end;
+    json_t                 *rec, *subs, *sub, *v;
+    const char             *offer, *id;
+    json_error_t            jerr;
+    mpnctl_expiring_row_t  *row;
+
+    if (value->type != REDIS_REPLY_STRING) {
+        return;                 /* deleted since SCAN, or not a string */
+    }
+
+    plen = strlen(ctl->prefix);
+    id = key + plen;
+
+    if (key_len <= plen || !mpn_partner_id_valid(id, key_len - plen)) {
+        return;                 /* some other key under the prefix */
+    }
+
+    rec = json_loadb(value->str, value->len, JSON_REJECT_DUPLICATES, &jerr);
+    if (rec == NULL || !json_is_object(rec)) {
+        json_decref(rec);
+        ex->nbad++;
+        return;
+    }
+
+    subs = json_object_get(rec, "subscriptions");
+
+    json_object_foreach(subs, offer, sub) {
+        v = json_object_get(sub, "status");
+        if (!json_is_string(v)
+            || strcmp(json_string_value(v), "active") != 0)
+        {
+            continue;
+        }
+
+        v = json_object_get(sub, "end");
+        if (!json_is_string(v)
+            || mpn_time_parse(json_string_value(v), json_string_length(v),
+                              &end) != 0)
+        {
+            ex->nbad++;
+            continue;
+        }
+
+        if (end < ctl->now || end >= ctl->now + ctl->within) {
+            continue;
+        }
+
+        if (ex->nrows == ex->cap) {
+            ex->cap = ex->cap ? ex->cap * 2 : 64;
+            ex->rows = realloc(ex->rows,
+                               ex->cap * sizeof(mpnctl_expiring_row_t));
+            if (ex->rows == NULL) {
+                mpnctl_error("out of memory");
+                exit(1);
+            }
+        }
+
+        row = &ex->rows[ex->nrows++];
+        row->id = strndup(id, key_len - plen);
+        row->offer = strdup(offer);
+        row->end = end;
+        row->auto_renew = json_is_true(json_object_get(sub, "auto_renew"));
+
+        if (row->id == NULL || row->offer == NULL) {
+            mpnctl_error("out of memory");
+            exit(1);
+        }
+    }
+
+    json_decref(rec);
+}
+
+
+static int
+mpnctl_expiring_cmp(const void *a, const void *b)
+{
+    int                           rc;
+    const mpnctl_expiring_row_t  *x = a, *y = b;
+
+    if (x->end != y->end) {
+        return x->end < y->end ? -1 : 1;
+    }
+
+    rc = strcmp(x->id, y->id);
+    if (rc != 0) {
+        return rc;
+    }
+
+    return strcmp(x->offer, y->offer);
+}
+
+
+static void
+mpnctl_expiring_print(mpnctl_t *ctl, const mpnctl_expiring_row_t *row)
+{
+    char     end[MPN_TIME_LEN + 1], *s;
+    json_t  *o;
+    int64_t  days;
+
+    mpn_time_format(row->end, end);
+    days = mpn_days_floor(row->end - ctl->now);
+
+    if (!ctl->json) {
+        printf("%s\t%s\t%s\t%" PRId64 "\tauto-renew=%s\n", row->id,
+               row->offer, end, days, row->auto_renew ? "on" : "off");
+        return;
+    }
+
+    o = json_pack("{s:s, s:s, s:s, s:I, s:b}", "partner_id", row->id,
+                  "offer", row->offer, "end", end, "days_left",
+                  (json_int_t) days, "auto_renew", row->auto_renew);
+    s = (o != NULL) ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER)
+                    : NULL;
+
+    if (s == NULL) {
+        mpnctl_error("out of memory");
+        exit(1);
+    }
+
+    printf("%s\n", s);
+    free(s);
+    json_decref(o);
+}

@@ -1,0 +1,389 @@
+/*
+ * mpnctl import: JSON lines in, FCALL mpn_put per line, pipelined with up
+ * to MPNCTL_INFLIGHT commands in flight.
+ *
+ * Lines are queued in order in a ring; a line found bad before sending
+ * (not JSON, no usable partner_id) takes its place in the ring with its
+ * reason, so every bad line is reported in line order, whether Redis or
+ * mpnctl refused it.
+ */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "mpnctl.h"
+#include "mpn_record.h"
+
+
+#define MPNCTL_INFLIGHT   1000
+#define MPNCTL_PROGRESS   100000      /* microseconds between redraws */
+#define MPNCTL_BAR        24
+
+
+typedef struct {
+    size_t   line;
+    int      sent;                  /* a command was sent: read its reply */
+    char    *error;                 /* not sent: why (NULL: no memory) */
+} mpnctl_queued_t;
+
+
+typedef struct {
+    mpnctl_t         *ctl;
+    redisContext     *redis;
+
+    mpnctl_queued_t   ring[MPNCTL_INFLIGHT];
+    size_t            head;
+    size_t            count;
+
+    size_t            lines;        /* records seen (non-blank lines) */
+    size_t            imported;
+    size_t            bad;
+
+    int               progress;     /* draw the progress bar */
+    int               drawn;        /* a progress line is on screen */
+    double            started;
+    double            last_draw;
+    off_t             total_bytes;  /* 0: unknown (a pipe) */
+    off_t             read_bytes;
+} mpnctl_import_t;
+
+
+static int mpnctl_import_line(mpnctl_import_t *im, size_t line, char *text,
+    size_t len);
+static int mpnctl_import_queue(mpnctl_import_t *im, size_t line,
+    const char *error);
+static int mpnctl_import_settle(mpnctl_import_t *im);
+static void mpnctl_import_bad(mpnctl_import_t *im, size_t line,
+    const char *reason);
+static void mpnctl_import_progress(mpnctl_import_t *im, int force);
+static void mpnctl_import_clear(mpnctl_import_t *im);
+static double mpnctl_now(void);
+
+
+int
+mpnctl_import(mpnctl_t *ctl, int argc, char **argv)
+{
+    int               rc;
+    FILE             *f;
+    char             *text;
+    size_t            cap, line;
+    ssize_t           n;
+    double            secs;
+    const char       *path;
+    struct stat       st;
+    mpnctl_import_t  *im;
+
+    path = (argc > 0) ? argv[0] : "-";
+
+    if (strcmp(path, "-") == 0) {
+        f = stdin;
+    } else {
+        f = fopen(path, "r");
+        if (f == NULL) {
+            mpnctl_error("import: cannot open \"%s\": %s", path,
+                         strerror(errno));
+            return 1;
+        }
+    }
+
+    im = calloc(1, sizeof(mpnctl_import_t));
+    if (im == NULL) {
+        mpnctl_error("out of memory");
+        return 1;
+    }
+
+    im->ctl = ctl;
+    im->redis = mpnctl_connect(ctl);
+    if (im->redis == NULL) {
+        free(im);
+        return 1;
+    }
+
+    im->progress = !ctl->quiet && isatty(STDERR_FILENO);
+    im->started = mpnctl_now();
+
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode)) {
+        im->total_bytes = st.st_size;
+    }
+
+    text = NULL;
+    cap = 0;
+    line = 0;
+    rc = 0;
+
+    while ((n = getline(&text, &cap, f)) != -1) {
+        line++;
+        im->read_bytes += n;
+
+        while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r')) {
+            text[--n] = '\0';
+        }
+
+        if (strspn(text, " \t") == (size_t) n) {
+            continue;               /* blank lines are not records */
+        }
+
+        if (mpnctl_import_line(im, line, text, (size_t) n) != 0) {
+            rc = -1;
+            break;
+        }
+
+        if (im->progress) {
+            mpnctl_import_progress(im, 0);
+        }
+    }
+
+    if (rc == 0 && ferror(f)) {
+        mpnctl_import_clear(im);
+        mpnctl_error("import: cannot read \"%s\": %s", path,
+                     strerror(errno));
+        rc = -1;
+    }
+
+    while (rc == 0 && im->count > 0) {
+        rc = mpnctl_import_settle(im);
+    }
+
+    free(text);
+    if (f != stdin) {
+        fclose(f);
+    }
+
+    if (im->progress) {
+        mpnctl_import_progress(im, 1);
+        mpnctl_import_clear(im);
+    }
+
+    secs = mpnctl_now() - im->started;
+
+    if (rc != 0) {
+        printf("import stopped at line %zu: %zu records imported, %zu bad "
+               "lines\n", line, im->imported, im->bad);
+        free(im);
+        return 1;
+    }
+
+    printf("imported %zu of %zu records, %zu bad line%s, in %.2f s "
+           "(%.0f records/s)\n", im->imported, im->lines, im->bad,
+           im->bad == 1 ? "" : "s", secs,
+           secs > 0 ? (double) im->imported / secs : 0.0);
+
+    rc = (im->bad > 0) ? 1 : 0;
+    free(im);
+
+    return rc;
+}
+
+
+/* Checks one line and sends FCALL mpn_put for it, or queues its reason. */
+static int
+mpnctl_import_line(mpnctl_import_t *im, size_t line, char *text, size_t len)
+{
+    int            argc, i;
+    char          *key, reason[256];
+    size_t         lens[16];
+    json_t        *rec, *id;
+    const char    *argv[16], *args[1];
+    json_error_t   jerr;
+
+    im->lines++;
+
+    if (len > MPNCTL_MAX_LINE) {
+        snprintf(reason, sizeof(reason), "BAD_RECORD longer than %d bytes",
+                 MPNCTL_MAX_LINE);
+        return mpnctl_import_queue(im, line, reason);
+    }
+
+    rec = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (rec == NULL) {
+        snprintf(reason, sizeof(reason), "BAD_RECORD not JSON: %s "
+                 "(column %d)", jerr.text, jerr.column);
+        return mpnctl_import_queue(im, line, reason);
+    }
+
+    id = json_is_object(rec) ? json_object_get(rec, "partner_id") : NULL;
+
+    if (!json_is_string(id)
+        || !mpn_partner_id_valid(json_string_value(id),
+                                 json_string_length(id)))
+    {
+        json_decref(rec);
+        return mpnctl_import_queue(im, line,
+                                   "BAD_RECORD partner_id missing or not "
+                                   "^[A-Za-z0-9._-]{1,64}$");
+    }
+
+    key = mpnctl_key(im->ctl, json_string_value(id), json_string_length(id));
+    json_decref(rec);
+
+    args[0] = text;
+    argc = mpnctl_fcall_argv(im->ctl, "mpn_put", key, 1, args, argv);
+
+    for (i = 0; i < argc; i++) {
+        lens[i] = (argv[i] == text) ? len : strlen(argv[i]);
+    }
+
+    if (redisAppendCommandArgv(im->redis, argc, argv, lens) != REDIS_OK) {
+        free(key);
+        mpnctl_import_clear(im);
+        mpnctl_error("import: line %zu: %s", line, im->redis->errstr);
+        return -1;
+    }
+
+    free(key);
+
+    return mpnctl_import_queue(im, line, NULL);
+}
+
+
+/* Adds a line to the ring, first settling the oldest one when it is full:
+ * a sent command (error NULL) or a line refused here, with its reason. */
+static int
+mpnctl_import_queue(mpnctl_import_t *im, size_t line, const char *error)
+{
+    mpnctl_queued_t  *q;
+
+    if (im->count == MPNCTL_INFLIGHT && mpnctl_import_settle(im) != 0) {
+        return -1;
+    }
+
+    q = &im->ring[(im->head + im->count) % MPNCTL_INFLIGHT];
+    q->line = line;
+    q->sent = (error == NULL);
+    q->error = (error != NULL) ? strdup(error) : NULL;
+
+    im->count++;
+
+    return 0;
+}
+
+
+/* Takes the oldest line off the ring: reports its reason, or reads its
+ * reply. */
+static int
+mpnctl_import_settle(mpnctl_import_t *im)
+{
+    void             *reply;
+    redisReply       *r;
+    mpnctl_queued_t  *q;
+
+    q = &im->ring[im->head];
+    im->head = (im->head + 1) % MPNCTL_INFLIGHT;
+    im->count--;
+
+    if (!q->sent) {
+        mpnctl_import_bad(im, q->line,
+                          q->error != NULL ? q->error : "out of memory");
+        free(q->error);
+        q->error = NULL;
+        return 0;
+    }
+
+    if (redisGetReply(im->redis, &reply) != REDIS_OK) {
+        mpnctl_import_clear(im);
+        mpnctl_error("import: line %zu: Redis connection: %s", q->line,
+                     im->redis->errstr[0] ? im->redis->errstr
+                                          : "connection lost");
+        return -1;
+    }
+
+    r = reply;
+
+    if (r->type == REDIS_REPLY_ERROR) {
+        if (strstr(r->str, "Function not found") != NULL) {
+            mpnctl_import_clear(im);
+            mpnctl_error("import: %s (is redis/mpn.lua loaded? redis-cli -x "
+                         "FUNCTION LOAD REPLACE < redis/mpn.lua)", r->str);
+            freeReplyObject(r);
+            return -1;
+        }
+        mpnctl_import_bad(im, q->line, r->str);
+
+    } else {
+        im->imported++;
+    }
+
+    freeReplyObject(r);
+
+    return 0;
+}
+
+
+static void
+mpnctl_import_bad(mpnctl_import_t *im, size_t line, const char *reason)
+{
+    im->bad++;
+    mpnctl_import_clear(im);
+    fflush(stdout);
+    fprintf(stderr, "mpnctl: line %zu: %s\n", line, reason);
+}
+
+
+/*
+ *   [#########...............]  45120 records  12345/s  37%  ETA 0:04
+ * ETA and percentage only when the input is a regular file.
+ */
+static void
+mpnctl_import_progress(mpnctl_import_t *im, int force)
+{
+    int     i, filled;
+    char    bar[MPNCTL_BAR + 1];
+    double  now, rate, frac, eta;
+
+    now = mpnctl_now();
+    if (!force && now - im->last_draw < MPNCTL_PROGRESS / 1e6) {
+        return;
+    }
+    im->last_draw = now;
+
+    rate = (now > im->started) ? im->lines / (now - im->started) : 0;
+
+    if (im->total_bytes > 0) {
+        frac = (double) im->read_bytes / (double) im->total_bytes;
+        if (frac > 1) {
+            frac = 1;
+        }
+        filled = (int) (frac * MPNCTL_BAR);
+        for (i = 0; i < MPNCTL_BAR; i++) {
+            bar[i] = (i < filled) ? '#' : '.';
+        }
+        bar[MPNCTL_BAR] = '\0';
+        eta = (frac > 0) ? (now - im->started) * (1 - frac) / frac : 0;
+
+        fprintf(stderr, "\r\033[K[%s] %zu records  %.0f/s  %3.0f%%  "
+                "ETA %d:%02d", bar, im->lines, rate, frac * 100,
+                (int) eta / 60, (int) eta % 60);
+    } else {
+        fprintf(stderr, "\r\033[K%zu records  %.0f/s", im->lines, rate);
+    }
+
+    im->drawn = 1;
+}
+
+
+static void
+mpnctl_import_clear(mpnctl_import_t *im)
+{
+    if (im->drawn) {
+        fprintf(stderr, "\r\033[K");
+        im->drawn = 0;
+    }
+}
+
+
+static double
+mpnctl_now(void)
+{
+    struct timeval  tv;
+
+    gettimeofday(&tv, NULL);
+
+    return tv.tv_sec + tv.tv_usec / 1e6;
+}

@@ -1,0 +1,337 @@
+#!/usr/bin/perl
+
+# mpnctl against a real redis-server: every subcommand's --help, the record
+# commands and their error codes, the address forms, import (10,000 lines,
+# 3 bad), expiring, and tokens checked by the module's own verifier.
+
+use strict;
+use warnings;
+
+use File::Temp qw(tempdir);
+use JSON::PP;
+use Test::More;
+use Time::Local qw(timegm);
+
+use lib 't/lib';
+use MpnRedis;
+
+plan(skip_all => 'redis-server not installed')
+    unless MpnRedis::redis_server_path();
+
+my $M = "$MpnRedis::ROOT/build/mpnctl";
+die "$M is missing: run make tools first\n" unless -x $M;
+
+my $srv = MpnRedis->start;
+$srv->load_library;
+my $r = $srv->client;
+my $json = JSON::PP->new->canonical;
+my $tmp = tempdir('mpnctl-t-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+my @R = ('--redis', $srv->addr);
+
+sub mpnctl { MpnRedis::run([$M, @_]) }
+sub mpnctl_in { my $in = shift; MpnRedis::run([$M, @_], stdin => $in) }
+
+sub write_file {
+    my ($name, @lines) = @_;
+    open(my $fh, '>', "$tmp/$name") or die "$tmp/$name: $!";
+    print $fh @lines;
+    close $fh;
+    return "$tmp/$name";
+}
+
+sub ts {
+    my ($y, $mo, $d, $h, $mi, $se) =
+        $_[0] =~ /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)Z$/ or die;
+    return timegm($se, $mi, $h, $d, $mo - 1, $y);
+}
+
+sub record {
+    my ($id, %over) = @_;
+    return { v => 1, partner_id => $id, network => JSON::PP::true,
+             status => 'active', %over };
+}
+
+# -------------------------------------------------------------------------
+# --help
+
+my $res = mpnctl('--help');
+is($res->{rc}, 0, 'mpnctl --help exits 0');
+like($res->{out}, qr/^usage: mpnctl/, 'mpnctl --help prints the usage');
+for my $cmd (qw(get put import subscribe renew auto-renew cancel expiring
+                token verify keygen))
+{
+    $res = mpnctl($cmd, '--help');
+    ok($res->{rc} == 0 && $res->{out} =~ /^usage: mpnctl \[options\] \Q$cmd\E/,
+       "$cmd --help");
+}
+$res = mpnctl('frobnicate');
+ok($res->{rc} == 2 && $res->{err} =~ /unknown command/,
+   'an unknown command exits 2');
+$res = mpnctl(@R, 'renew', 'p1');
+ok($res->{rc} == 2 && $res->{err} =~ /wrong number of arguments/,
+   'a missing argument exits 2');
+$res = mpnctl(@R, 'get', 'p1', '--within', '3d');
+ok($res->{rc} == 2 && $res->{err} =~ /get does not take --within/,
+   'an option a command does not take exits 2');
+
+# -------------------------------------------------------------------------
+# put, get and the write commands; errors carry the code
+
+my $f = write_file('p1.json', $json->encode(record('p1')));
+$res = mpnctl(@R, 'put', $f);
+is_deeply([$res->{rc}, $res->{out}], [0, "rev 1\n"], 'put FILE: rev 1');
+$res = mpnctl_in($f, @R, 'put');
+is($res->{out}, "rev 2\n", 'put from stdin: rev 2');
+$res = mpnctl(@R, 'get', 'p1');
+is($res->{rc}, 0, 'get exits 0');
+is($json->decode($res->{out})->{partner_id}, 'p1', 'get prints the record');
+is($res->{err}, '', "the module's parser accepts it (no warning)");
+
+$res = mpnctl(@R, 'get', 'nobody');
+ok($res->{rc} == 1 && $res->{err} =~ /NO_SUCH_PARTNER/,
+   'get of a missing record: NO_SUCH_PARTNER, exit 1');
+$res = mpnctl(@R, 'get', 'bad id!');
+ok($res->{rc} == 1 && $res->{err} =~ /BAD_ARGUMENT/,
+   'a malformed id: BAD_ARGUMENT, exit 1');
+$f = write_file('bad.json', $json->encode(record('p1', v => 2)));
+$res = mpnctl(@R, 'put', $f);
+ok($res->{rc} == 1 && $res->{err} =~ /^mpnctl: put: BAD_RECORD wrong "v"/,
+   'put of a bad record: BAD_RECORD from Redis, exit 1');
+
+my $now = '2026-03-10T12:00:00Z';
+$res = mpnctl(@R, 'subscribe', 'p1', 'action_pack', '--now', $now);
+is_deeply([$res->{rc}, $res->{out}], [0, "rev 3\n"], 'subscribe');
+my $ap = $json->decode($r->cmd('GET', 'mpn:partner:p1'))
+         ->{subscriptions}{action_pack};
+is($ap->{end}, '2027-03-10T12:00:00Z', 'subscribe --now RFC 3339');
+$res = mpnctl(@R, 'subscribe', 'p1', 'action_pack', '--now', $now);
+ok($res->{rc} == 1 && $res->{err} =~ /ALREADY_ACTIVE/,
+   'subscribe while current: ALREADY_ACTIVE, exit 1');
+$res = mpnctl(@R, 'subscribe', 'p1', 'extra', '--now', ts($now),
+              '--benefits', '{"azure_credits":300}');
+ok($res->{rc} == 0, 'subscribe --now UNIX --benefits JSON');
+$res = mpnctl(@R, 'auto-renew', 'p1', 'action_pack', 'off');
+is($res->{rc}, 0, 'auto-renew off');
+$res = mpnctl(@R, 'auto-renew', 'p1', 'action_pack', 'on');
+ok($res->{rc} == 1 && $res->{err} =~ /RENEW_REQUIRED/,
+   'auto-renew on after off: RENEW_REQUIRED, exit 1');
+$res = mpnctl(@R, 'renew', 'p1', 'action_pack', '--now', $now);
+is($res->{rc}, 0, 'renew');
+$res = mpnctl(@R, 'auto-renew', 'p1', 'action_pack', 'on');
+is($res->{rc}, 0, 'auto-renew on after renew');
+$res = mpnctl(@R, 'renew', 'p1', 'nothing', '--now', $now);
+ok($res->{rc} == 1 && $res->{err} =~ /NO_SUCH_OFFER/,
+   'renew of an offer not held: NO_SUCH_OFFER, exit 1');
+$res = mpnctl(@R, 'cancel', 'p1', 'extra');
+is($res->{rc}, 0, 'cancel');
+$f = write_file('net.json', $json->encode(record('n1',
+                                                  network => JSON::PP::false)));
+mpnctl(@R, 'put', $f);
+$res = mpnctl(@R, 'subscribe', 'n1', 'action_pack');
+ok($res->{rc} == 1 && $res->{err} =~ /NOT_MEMBER/,
+   'subscribe a non-member: NOT_MEMBER, exit 1');
+is($json->decode($r->cmd('GET', 'mpn:partner:p1'))->{rev}, 8,
+   'each successful command was one write');
+
+# --channel is passed to the library
+my $sub = $srv->client;
+$sub->cmd('SUBSCRIBE', 'other:chan');
+mpnctl(@R, '--channel', 'other:chan', 'cancel', 'p1', 'extra');
+my $m = $sub->reply(5);
+is_deeply($m, ['message', 'other:chan', 'p1'], '--channel names the channel');
+
+# -------------------------------------------------------------------------
+# address forms
+
+$res = mpnctl('--redis', 'unix:' . $srv->unix_socket, 'get', 'p1');
+is($res->{rc}, 0, '--redis unix:/path');
+$f = write_file('db.json', $json->encode(record('d1')));
+$res = mpnctl('--redis', $srv->addr . ' db=3', 'put', $f);
+is($res->{rc}, 0, '--redis "host:port db=3"');
+$r->cmd('SELECT', 3);
+ok(defined $r->cmd('GET', 'mpn:partner:d1'), 'the record went to db 3');
+$r->cmd('SELECT', 0);
+$res = mpnctl('--redis', '[::1', 'get', 'p1');
+ok($res->{rc} == 2 && $res->{err} =~ /BAD_ARGUMENT invalid Redis address/,
+   'a malformed address: BAD_ARGUMENT, exit 2');
+$res = mpnctl('--redis', '127.0.0.1:1', 'get', 'p1');
+ok($res->{rc} == 1 && $res->{err} =~ /cannot connect/,
+   'no Redis: exit 1 with the reason');
+{
+    local $ENV{MPN_REDIS} = $srv->addr;
+    is(mpnctl('get', 'p1')->{rc}, 0, '$MPN_REDIS is the default address');
+}
+
+# -------------------------------------------------------------------------
+# import: 10,000 lines, 3 bad
+
+my %badline = (17 => 'not json {', 5000 => 'V2', 9999 => 'NOID');
+my @lines;
+for my $n (1 .. 10000) {
+    my $rec = record("imp$n", name => "Importer $n",
+                     subscriptions => { action_pack => {
+                         status => 'active', end => '2027-01-15T00:00:00Z',
+                         auto_renew => JSON::PP::true,
+                         benefits => { ems => 5 } } });
+    my $b = $badline{$n} // '';
+    $rec->{v} = 2 if $b eq 'V2';
+    delete $rec->{partner_id} if $b eq 'NOID';
+    push @lines, ($b eq 'not json {' ? $b : $json->encode($rec)) . "\n";
+}
+$f = write_file('import.jsonl', @lines);
+$res = mpnctl(@R, '--db', 5, 'import', $f);
+is($res->{rc}, 1, 'import with bad lines exits 1');
+my @err = split /\n/, $res->{err};
+is(scalar(@err), 3, 'one report per bad line, nothing else on stderr');
+like($err[0] // '', qr/^mpnctl: line 17: BAD_RECORD not JSON/,
+     'line 17 named: not JSON');
+like($err[1] // '', qr/^mpnctl: line 5000: BAD_RECORD wrong "v"/,
+     'line 5000 named: refused by the library');
+like($err[2] // '', qr/^mpnctl: line 9999: BAD_RECORD partner_id/,
+     'line 9999 named: no partner_id');
+like((split /\n/, $res->{out})[-1] // '',
+     qr/^imported 9997 of 10000 records, 3 bad lines, in [\d.]+ s/,
+     'the last line is the summary with the exact count');
+unlike($res->{out} . $res->{err}, qr/[\r\e]/,
+       'no progress output when stderr is not a terminal');
+$r->cmd('SELECT', 5);
+is($r->cmd('DBSIZE'), 9997, '9,997 records stored');
+like($r->cmd('GET', 'mpn:partner:imp10000'), qr/"rev":1[,}]/,
+     'the last line was imported');
+$r->cmd('SELECT', 0);
+
+$f = write_file('two.jsonl', $json->encode(record('i1')) . "\n\n",
+                $json->encode(record('i2')) . "\r\n");
+$res = mpnctl_in($f, @R, 'import');
+ok($res->{rc} == 0 && $res->{out} =~ /^imported 2 of 2 records, 0 bad lines/,
+   'import from stdin: blank lines skipped, CRLF accepted, exit 0');
+
+SKIP: {
+    skip 'script(1) not installed', 2 unless -x '/usr/bin/script';
+    my $cmd = join(' ', map { "'$_'" } $M, @R, 'import', $f);
+    my $out = `/usr/bin/script -qec "$cmd" /dev/null 2>&1`;
+    like($out, qr/\r\e\[K/, 'on a terminal: a progress line is drawn');
+    like($out, qr/imported 2 of 2 records/,
+         'and the summary still comes last');
+}
+
+# -------------------------------------------------------------------------
+# expiring
+
+{
+    my $t0 = '2026-03-01T00:00:00Z';
+    my @seed = (
+        ['a', { ap => ['active', '2026-03-10T00:00:00Z', 1] }],
+        ['b', { ap => ['active', '2026-03-30T23:59:59Z', 0] }],
+        ['c', { ap => ['active', '2026-03-31T00:00:00Z', 1] }],   # edge: out
+        ['d', { ap => ['expired', '2026-03-05T00:00:00Z', 0] }],
+        ['e', { ap => ['cancelled', '2026-03-05T00:00:00Z', 0] }],
+        ['f', { ap => ['active', '2026-02-28T00:00:00Z', 1] }],   # ended
+        ['g', { ap => ['active', '2027-01-01T00:00:00Z', 1],
+                cloud => ['active', '2026-03-01T00:00:00Z', 0] }],
+    );
+    my @cmds;
+    for my $s (@seed) {
+        my ($id, $subs) = @$s;
+        my %subs = map { $_ => { status => $subs->{$_}[0],
+                                 end => $subs->{$_}[1],
+                                 auto_renew => $subs->{$_}[2]
+                                     ? JSON::PP::true : JSON::PP::false } }
+                   keys %$subs;
+        push @cmds, ['SET', "mpn:partner:$id",
+                     $json->encode(record($id, subscriptions => \%subs))];
+    }
+    push @cmds, ['SET', 'mpn:partner:h', $json->encode(record('h',
+                 competencies => { cp => { level => 'gold',
+                                           end => '2026-03-05T00:00:00Z' } }))];
+    for my $n (1 .. 3000) {
+        push @cmds, ['SET', "mpn:partner:fill$n",
+                     $json->encode(record("fill$n", subscriptions => {
+                         ap => { status => 'active',
+                                 end => '2026-09-01T00:00:00Z' } }))];
+    }
+    push @cmds, ['SET', 'mpn:partner:junk', 'not json'];
+    push @cmds, ['SET', 'other:a', 'x'];
+    $r->cmd('SELECT', 6);
+    $r->pipeline(@cmds);
+    $r->cmd('CONFIG', 'RESETSTAT');
+
+    $res = mpnctl(@R, '--db', 6, 'expiring', '--within', '30d',
+                  '--now', $t0);
+    is($res->{rc}, 0, 'expiring exits 0');
+    is($res->{out},
+       "g\tcloud\t2026-03-01T00:00:00Z\t0\tauto-renew=off\n"
+       . "a\tap\t2026-03-10T00:00:00Z\t9\tauto-renew=on\n"
+       . "b\tap\t2026-03-30T23:59:59Z\t29\tauto-renew=off\n",
+       'expiring lists exactly the seeded partners, soonest first, '
+       . 'marked auto-renewing or not');
+    like($res->{err}, qr/1 unreadable record skipped/,
+         'an unreadable record is counted, not fatal');
+    my $stats = $r->cmd('INFO', 'commandstats');
+    like($stats, qr/cmdstat_scan:calls=\d+/, 'expiring uses SCAN');
+    unlike($stats, qr/cmdstat_keys:/, 'and never KEYS');
+
+    $res = mpnctl(@R, '--db', 6, 'expiring', '--within', '10d', '--json',
+                  '--now', ts($t0));
+    is_deeply([map { $json->decode($_) } split /\n/, $res->{out}],
+              [{ partner_id => 'g', offer => 'cloud',
+                 end => '2026-03-01T00:00:00Z', days_left => 0,
+                 auto_renew => JSON::PP::false },
+               { partner_id => 'a', offer => 'ap',
+                 end => '2026-03-10T00:00:00Z', days_left => 9,
+                 auto_renew => JSON::PP::true }],
+              'expiring --within 10d --json');
+    $r->cmd('SELECT', 0);
+}
+
+# -------------------------------------------------------------------------
+# tokens: signed by mpnctl, checked by the module's verifier
+
+for my $alg (qw(HS256 RS256 ES256 EdDSA)) {
+    my $k = mpnctl('keygen', '--alg', $alg, '--kid', "k-$alg");
+    my $jwks = write_file("$alg.json", $k->{out});
+    my $tok = mpnctl('token', '--jwks', $jwks, '--sub', '4412345',
+                     '--exp', '1h', '--claim', 'tier=gold');
+    is($tok->{rc}, 0, "token --alg from a $alg key");
+    chomp(my $t = $tok->{out});
+    my ($h) = split /\./, $t;
+    $h =~ tr/-_/+\//;
+    require MIME::Base64;
+    like(MIME::Base64::decode_base64($h), qr/"alg":"\Q$alg\E"/,
+         "the header names $alg");
+    $res = mpnctl('verify', '--jwks', $jwks, $t);
+    is_deeply([$res->{rc}, $res->{out}], [0, "4412345\n"],
+              "the module's verifier accepts the $alg token");
+}
+{
+    my $jwks = "$tmp/ES256.json";
+    my $t = mpnctl('token', '--jwks', $jwks, '--sub', 'p1', '--now',
+                   '2020-01-01T00:00:00Z', '--exp', '1h')->{out};
+    chomp $t;
+    $res = mpnctl('verify', '--jwks', $jwks, $t);
+    ok($res->{rc} == 1 && $res->{err} =~ /token_expired/,
+       'an expired token is token_expired');
+    $res = mpnctl('verify', '--jwks', $jwks, '--now', '2020-01-01T00:30:00Z',
+                  $t);
+    is($res->{rc}, 0, 'and valid at a time inside its life');
+    $res = mpnctl('token', '--jwks', "$tmp/nonexistent.json", '--sub', 'x');
+    is($res->{rc}, 1, 'token with an unreadable JWKS exits 1');
+    $res = mpnctl('token', '--jwks', $jwks);
+    is($res->{rc}, 2, 'token without --sub exits 2');
+}
+
+# -------------------------------------------------------------------------
+# --password-file (last: it turns on requirepass)
+
+$r->cmd('CONFIG', 'SET', 'requirepass', 's3cret');
+$res = mpnctl(@R, 'get', 'p1');
+ok($res->{rc} == 1 && $res->{err} =~ /NOAUTH/,
+   'without the password: NOAUTH, exit 1');
+my $pw = write_file('pw', "s3cret\n");
+$res = mpnctl(@R, '--password-file', $pw, 'get', 'p1');
+is($res->{rc}, 0, '--password-file authenticates');
+$res = mpnctl('--redis', $srv->addr . " password_file=$pw", 'get', 'p1');
+is($res->{rc}, 0, 'password_file=PATH in the address');
+
+$srv->stop;
+done_testing();
