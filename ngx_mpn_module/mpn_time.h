@@ -11,6 +11,11 @@
 #define MPN_TIME_LEN  20            /* "2026-01-15T00:00:00Z" */
 #define MPN_DAY       86400
 
+/* 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z: parsed times lie within,
+ * and format and add_years clamp to, this range */
+#define MPN_TIME_MIN  (-62167219200LL)
+#define MPN_TIME_MAX  253402300799LL
+
 
 /* RFC 3339 date-time to Unix seconds; fractions are dropped and a numeric
  * offset is applied.  Returns 0, or -1 when the text is not RFC 3339. */
