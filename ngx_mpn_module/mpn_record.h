@@ -13,6 +13,16 @@
 #define MPN_RECORD_MAX_JSON  65536  /* larger values are bad records */
 #define MPN_ID_MAX           64
 
+/*
+ * Caps on what one record may hold; a record over them is a bad record.
+ * Names of offers, areas and benefits are 1..MPN_NAME_MAX bytes with no
+ * control characters (they end up in variables and so in headers).
+ * Benefit quantities are integers >= 0.
+ */
+#define MPN_NAME_MAX             64
+#define MPN_RECORD_MAX_GRANTS    64     /* subscriptions + competencies */
+#define MPN_RECORD_MAX_BENEFITS  1024   /* over all grants together */
+
 
 enum {
     MPN_TIER_NONE = 0,
@@ -65,7 +75,9 @@ typedef struct {
     int64_t   rev;
     uint32_t  ngrants;
     uint32_t  nbenefits;
-    /* followed by mpn_grant_t[ngrants], mpn_benefit_t[nbenefits], names */
+    /* followed by mpn_grant_t[ngrants] (subscriptions, then competencies,
+     * each in record order), mpn_benefit_t[nbenefits], and the names, each
+     * NUL-terminated */
 } mpn_record_t;
 
 
