@@ -68,7 +68,10 @@ typedef struct {
     unsigned  decision;         /* MPN_ALLOW ... */
     unsigned  reason;           /* MPN_R_* */
     unsigned  tier;             /* effective tier, MPN_TIER_NONE if unknown */
-    int       grant;            /* grant relied on ($mpn_offer), -1: none */
+    int       grant;            /* grant relied on ($mpn_offer), -1: none;
+                                   an allow that relied on no grant shows
+                                   the "action_pack" subscription, else the
+                                   first subscription (see mpn_decide.c) */
     int       has_end;          /* $mpn_expires and $mpn_days_left known */
     int64_t   end;
     int64_t   days_left;
