@@ -102,14 +102,16 @@ asan: deps $(ASAN_MODULE) tools
 # libFuzzer targets, seeded from t/fuzz/seeds/<target>/
 $(BUILD)/fuzz/%: t/fuzz/%.c $(PURE_SRCS) $(PURE_HDRS)
 	@mkdir -p $(dir $@)
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -Ingx_mpn_module \
+	clang -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=all -Ingx_mpn_module \
 	    -o $@ $< $(PURE_SRCS) $(PURE_LIBS)
 
 fuzz: deps $(FUZZERS)
 	@for f in $(FUZZERS); do n=$$(basename $$f); \
 	    mkdir -p $(BUILD)/corpus/$$n; \
 	    echo "== $$n for $(FUZZ_SECONDS)s"; \
-	    $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    $$f -max_total_time=$(FUZZ_SECONDS) -max_len=70000 \
+	        -print_final_stats=1 \
 	        $(BUILD)/corpus/$$n t/fuzz/seeds/$$n 2>&1 \
 	        | grep -E 'stat::number_of_executed_units|ERROR|SUMMARY|BINGO' ; \
 	    [ $${PIPESTATUS[0]} -eq 0 ] || exit 1; \
