@@ -30,7 +30,7 @@ ASAN_CC_OPT  := -g -O1 -fPIC -fno-omit-frame-pointer \
 
 UNIT_TESTS   := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/test_*.c))
 FUZZERS      := $(patsubst t/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard t/fuzz/fuzz_*.c))
-TOOLS        := $(BUILD)/mpn_sign
+TOOLS        :=
 
 .PHONY: all deps module unit integration test asan fuzz bench run clean
 
@@ -77,11 +77,6 @@ unit: deps $(UNIT_TESTS)
 -include redis/mpnctl/mpnctl.mk
 
 tools: $(TOOLS)
-
-# the test suite's key and token maker, on the module's own signer
-$(BUILD)/mpn_sign: t/tools/mpn_sign.c $(PURE_SRCS) $(PURE_HDRS)
-	$(CC) -g -O2 -Wall -Wextra -Ingx_mpn_module -o $@ $< $(PURE_SRCS) \
-	    $(PURE_LIBS)
 
 integration: deps module tools
 	MPN_MODULE=$(MODULE) MPN_ROOT=$(CURDIR) prove -j2 -I t/lib t/*.t
