@@ -46,14 +46,15 @@ sub free_port {
 
 
 # Starts redis-server (daemonize no) in a temporary directory; dies unless
-# it answers PING within 5 s.  Extra redis.conf lines may be passed.
+# it answers PING within 5 s.  Options: dir, port (to come back on the
+# same port after a stop), conf (extra redis.conf lines).
 sub start {
     my ($class, %opt) = @_;
 
     my $bin = redis_server_path() or die "redis-server not found";
     my $dir = $opt{dir} || tempdir('mpn-redis-XXXXXX', TMPDIR => 1,
                                    CLEANUP => 1);
-    my $port = free_port();
+    my $port = $opt{port} || free_port();
 
     open(my $fh, '>', "$dir/redis.conf") or die "$dir/redis.conf: $!";
     print $fh join("\n",
@@ -83,7 +84,10 @@ sub start {
     my $deadline = time() + 5;
     while (time() < $deadline) {
         my $c = eval { MpnRedis::Client->new($port) };
-        if ($c && ($c->cmd('PING') // '') eq 'PONG') {
+        my $pong = $c ? $c->cmd('PING') : undef;
+        if (defined $pong && (ref $pong ? $pong->msg =~ /^NOAUTH/
+                                        : $pong eq 'PONG'))
+        {
             return $self;
         }
         if (waitpid($pid, WNOHANG) == $pid) {

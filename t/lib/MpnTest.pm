@@ -16,7 +16,11 @@ use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
 use Test::More;
 
-our @EXPORT = qw(free_port resp_command);
+use MpnRedis;
+
+our @EXPORT = qw(free_port);
+
+sub free_port { MpnRedis::free_port() }
 
 my $ROOT = $ENV{MPN_ROOT} || do {
     my $d = __FILE__; $d =~ s{/t/lib/MpnTest\.pm$}{}; $d = '.' if $d eq __FILE__;
@@ -45,14 +49,6 @@ sub new {
 
 sub dir { $_[0]{dir} }
 
-sub free_port {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-        Proto => 'tcp', Listen => 1, ReuseAddr => 1) or die "no free port: $!";
-    my $port = $s->sockport;
-    close $s;
-    return $port;
-}
-
 sub write_file {
     my ($self, $name, $content) = @_;
     my $path = $name =~ m{^/} ? $name : "$self->{dir}/$name";
@@ -72,94 +68,38 @@ sub read_file {
 
 # --- redis ------------------------------------------------------------------
 
+# a private redis-server in the test's directory; a restart keeps the port
 sub start_redis {
     my ($self, %o) = @_;
 
-    my $port = $self->{redis_port} ||= free_port();
-    my $conf = "bind 127.0.0.1\nport $port\nsave \"\"\nappendonly no\n"
-        . "dir $self->{dir}\ndaemonize no\nlogfile $self->{dir}/redis.log\n"
-        . "unixsocket $self->{dir}/redis.sock\nunixsocketperm 700\n";
-    $conf .= "requirepass $o{password}\n" if defined $o{password};
     $self->{redis_password} = $o{password};
-    $self->write_file('redis.conf', $conf);
-
-    my $pid = fork // die "fork: $!";
-    if ($pid == 0) {
-        open STDOUT, '>', '/dev/null';
-        open STDERR, '>', '/dev/null';
-        exec '/usr/bin/redis-server', "$self->{dir}/redis.conf";
-        exit 127;
-    }
-    $self->{pids}{redis} = $pid;
-
-    for (1 .. 100) {
-        my $r = eval { $self->redis('PING') };
-        return $port if defined $r && ($r eq 'PONG' || $r =~ /NOAUTH/);
-        sleep 0.05;
-    }
-    die "redis-server did not start on port $port";
+    $self->{redis} = MpnRedis->start(dir => $self->{dir},
+        port => $self->{redis_port},
+        conf => [ defined $o{password} ? "requirepass $o{password}" : () ]);
+    $self->{redis_port} = $self->{redis}->port;
+    return $self->{redis_port};
 }
 
 sub redis_port { $_[0]{redis_port} }
 
 sub stop_redis {
     my ($self) = @_;
-    $self->stop_pid('redis', 'TERM');
+    my $srv = delete $self->{redis} or return;
+    kill 'CONT', $srv->{pid};
+    $srv->stop;
 }
 
 sub signal_redis {
     my ($self, $sig) = @_;
-    kill $sig, $self->{pids}{redis};
+    kill $sig, $self->{redis}{pid};
 }
 
-# one command on a fresh connection; errors come back as "ERR ..." strings
+# one command on a fresh connection; an error reply is an MpnRedis::Error
 sub redis {
     my ($self, @cmd) = @_;
-    return resp_command('127.0.0.1', $self->{redis_port}, $self->{redis_password}, @cmd);
-}
-
-sub resp_command {
-    my ($host, $port, $password, @cmd) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => $host, PeerPort => $port,
-        Proto => 'tcp', Timeout => 2) or die "connect $port: $!";
-    if (defined $password) {
-        print $s _resp_encode('AUTH', $password);
-        _resp_read($s);
-    }
-    print $s _resp_encode(@cmd);
-    my $r = _resp_read($s);
-    close $s;
-    return $r;
-}
-
-sub _resp_encode {
-    my @a = @_;
-    my $out = '*' . scalar(@a) . "\r\n";
-    $out .= '$' . length($_) . "\r\n$_\r\n" for @a;
-    return $out;
-}
-
-sub _resp_read {
-    my ($s) = @_;
-    my $line = <$s>;
-    die "redis closed the connection" unless defined $line;
-    $line =~ s/\r\n$//;
-    my ($t, $rest) = (substr($line, 0, 1), substr($line, 1));
-    return $rest if $t eq '+' || $t eq '-' || $t eq ':';
-    if ($t eq '$') {
-        return undef if $rest < 0;
-        my $buf = '';
-        while (length($buf) < $rest + 2) {
-            my $n = read($s, $buf, $rest + 2 - length($buf), length($buf));
-            die "short read" unless $n;
-        }
-        return substr($buf, 0, $rest);
-    }
-    if ($t eq '*') {
-        return undef if $rest < 0;
-        return [ map { _resp_read($s) } 1 .. $rest ];
-    }
-    die "bad RESP line: $line";
+    my $c = $self->{redis}->client;
+    $c->cmd('AUTH', $self->{redis_password}) if defined $self->{redis_password};
+    return $c->cmd(@cmd);
 }
 
 # --- nginx ------------------------------------------------------------------
@@ -267,9 +207,8 @@ sub stop_pid {
 
 sub DESTROY {
     my ($self) = @_;
-    for my $name (keys %{ $self->{pids} }) {
-        $self->stop_pid($name, $name eq 'nginx' ? 'TERM' : 'TERM');
-    }
+    $self->stop_pid($_, 'TERM') for keys %{ $self->{pids} };
+    $self->stop_redis;
 }
 
 # --- HTTP ---------------------------------------------------------------
