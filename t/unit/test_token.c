@@ -1658,6 +1658,46 @@ test_hs256_signed_with_rsa_public_pem_is_rejected(void **state)
 
 
 static void
+test_key_embedded_in_header_is_never_used(void **state)
+{
+    char    *evil, *evil_pub, *jwks, *t, hdr[1024];
+    size_t   n;
+
+    (void) state;
+
+    /* the attacker's own key, sent along in "jwk" (CVE-2018-0114) */
+    evil = mpn_token_keygen("ES256", NULL, err, sizeof(err));
+    assert_non_null(evil);
+    evil_pub = strip_private(evil);
+
+    n = strlen(evil) + 16;
+    jwks = malloc(n);
+    snprintf(jwks, n, "{\"keys\":[%s]}", evil);
+    snprintf(hdr, sizeof(hdr), "{\"alg\":\"ES256\",\"jwk\":%s}", evil_pub);
+
+    t = mpn_token_sign_raw(jwks, strlen(jwks), NULL, "ES256", hdr,
+                           (const unsigned char *) claims(""),
+                           strlen(claims("")), err, sizeof(err));
+    assert_non_null(t);
+    assert_bad(K.ks, t, NOW, NULL, "signature mismatch");
+    free(t);
+
+    snprintf(hdr, sizeof(hdr), "{\"alg\":\"ES256\",\"kid\":\"ec256\","
+             "\"jku\":\"https://evil.example/jwks\"}");
+    t = mpn_token_sign_raw(jwks, strlen(jwks), NULL, "ES256", hdr,
+                           (const unsigned char *) claims(""),
+                           strlen(claims("")), err, sizeof(err));
+    assert_non_null(t);
+    assert_bad(K.ks, t, NOW, NULL, "signature mismatch");
+    free(t);
+
+    free(jwks);
+    free(evil_pub);
+    free(evil);
+}
+
+
+static void
 test_key_choice_by_kid_or_only_fitting_key(void **state)
 {
     char          *t, *jwks, *k2, *k2pub;
@@ -1952,6 +1992,7 @@ main(void)
         cmocka_unit_test(test_alg_must_agree_with_key_kty_and_crv),
         cmocka_unit_test(test_jwk_alg_when_present_must_equal_header_alg),
         cmocka_unit_test(test_hs256_signed_with_rsa_public_pem_is_rejected),
+        cmocka_unit_test(test_key_embedded_in_header_is_never_used),
         cmocka_unit_test(test_key_choice_by_kid_or_only_fitting_key),
         cmocka_unit_test(test_hmac_key_shorter_than_hash_does_not_fit),
         cmocka_unit_test(
