@@ -32,7 +32,8 @@ UNIT_TESTS   := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(wildcard t/unit/test_*.c
 FUZZERS      := $(patsubst t/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard t/fuzz/fuzz_*.c))
 TOOLS        :=
 
-.PHONY: all deps module unit integration test asan fuzz bench run clean
+.PHONY: all deps module unit integration test asan fuzz bench bench-token \
+	run clean
 
 all: deps module tools
 
@@ -112,8 +113,23 @@ fuzz: deps $(FUZZERS)
 	    [ $${PIPESTATUS[0]} -eq 0 ] || exit 1; \
 	done
 
+BENCH_SECONDS ?= 3
+
+# token verifications/s through mpn_token_verify next to `openssl speed`
+$(BUILD)/bench/bench_token: t/bench/bench_token.c $(PURE_SRCS) $(PURE_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -Wall -Wextra -Ingx_mpn_module \
+	    -o $@ $< $(PURE_SRCS) $(PURE_LIBS)
+
+bench-token: deps $(BUILD)/bench/bench_token
+	t/bench/bench_token.sh $(BUILD)/bench/bench_token $(BENCH_SECONDS)
+
 test: deps unit module tools integration
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=5
+
+# the demo portal on http://127.0.0.1:8080/ (redis/demo/); Ctrl-C stops it
+run: deps module tools
+	@redis/demo/run.sh
 
 clean:
 	rm -rf $(BUILD)
