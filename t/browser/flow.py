@@ -1,0 +1,138 @@
+#!/usr/bin/python3
+"""The demo portal in a real browser (headless Debian chromium + selenium).
+
+  flow.py URL SHOTS_DIR PROFILE_DIR
+
+Prints one line per step, "ok NAME" or "not ok NAME: why", and
+"shot PATH" for each screenshot; exits 1 if a step failed.  t/browser.t
+starts the stack (redis/demo/run.sh) and reads these lines.
+"""
+
+import os
+import sys
+import urllib.parse
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+LAPSED, NETWORK_ONLY, EXPIRING = "4410002", "4410004", "4410003"
+
+url, shots, profile = sys.argv[1].rstrip("/"), sys.argv[2], sys.argv[3]
+failed = 0
+n = 0
+
+
+def step(name, cond, why=""):
+    global failed
+    if cond:
+        print("ok %s" % name, flush=True)
+    else:
+        failed += 1
+        print("not ok %s: %s" % (name, why), flush=True)
+    return cond
+
+
+def shot(driver, name):
+    global n
+    n += 1
+    path = os.path.join(shots, "%02d-%s.png" % (n, name))
+    driver.save_screenshot(path)
+    print("shot %s" % path, flush=True)
+
+
+def where(driver):
+    u = urllib.parse.urlsplit(driver.current_url)
+    return u.path, urllib.parse.parse_qs(u.query)
+
+
+def wait_path(driver, path):
+    try:
+        WebDriverWait(driver, 10).until(lambda d: where(d)[0] == path)
+        return True
+    except Exception:
+        return False
+
+
+def sign_in(driver, pid):
+    driver.get(url + "/signin")
+    driver.find_element(By.CSS_SELECTOR, 'input[value="%s"]' % pid).click()
+    shot(driver, "signin-%s" % pid)
+    driver.find_element(By.ID, "signin").click()
+    return wait_path(driver, "/benefits/")
+
+
+opts = webdriver.ChromeOptions()
+opts.binary_location = "/usr/bin/chromium"
+for a in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+          "--no-first-run", "--disable-background-networking",
+          "--disable-component-update", "--disable-sync",
+          "--window-size=1100,800", "--user-data-dir=" + profile):
+    opts.add_argument(a)
+driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+driver.set_page_load_timeout(20)
+
+try:
+    # 1 the lapsed partner signs in
+    step("sign in as the lapsed partner %s" % LAPSED, sign_in(driver, LAPSED),
+         driver.current_url)
+    shot(driver, "benefits-lapsed")
+
+    # 2 opens Azure credits, 3 lands on the renew page, the return URL intact
+    driver.find_element(By.ID, "azure").click()
+    ok = wait_path(driver, "/renew")
+    path, q = where(driver)
+    step("Azure credits sends the lapsed partner to /renew", ok, driver.current_url)
+    step("the renew page keeps return=/benefits/azure/",
+         q.get("return") == ["/benefits/azure/"], driver.current_url)
+    step("the renew page says the Action Pack ended",
+         len(driver.find_elements(By.ID, "lapsed")) == 1, driver.page_source[:300])
+    shot(driver, "renew")
+
+    # 4 clicks renew, 5 lands back on Azure credits and gets it
+    driver.find_element(By.ID, "renew").click()
+    ok = wait_path(driver, "/benefits/azure/")
+    step("renewing leads back to /benefits/azure/", ok, driver.current_url)
+    granted = driver.find_elements(By.ID, "granted")
+    step("Azure credits is granted at once after the renewal",
+         len(granted) == 1 and "US$100" in granted[0].text,
+         granted[0].text if granted else driver.page_source[:300])
+    shot(driver, "azure-granted")
+
+    # 6 the network-only partner opens developer tools and lands on offers
+    step("sign in as the network-only partner %s" % NETWORK_ONLY,
+         sign_in(driver, NETWORK_ONLY), driver.current_url)
+    driver.find_element(By.ID, "tools").click()
+    ok = wait_path(driver, "/offers")
+    path, q = where(driver)
+    step("developer tools sends the network-only partner to /offers", ok,
+         driver.current_url)
+    step("the offers page keeps return=/benefits/tools/",
+         q.get("return") == ["/benefits/tools/"], driver.current_url)
+    shot(driver, "offers")
+
+    # and beyond the issue's list: subscribing opens the tools page
+    driver.find_element(By.ID, "subscribe").click()
+    ok = wait_path(driver, "/benefits/tools/")
+    step("subscribing to Action Pack leads to developer tools", ok and
+         len(driver.find_elements(By.ID, "granted")) == 1, driver.current_url)
+    shot(driver, "tools-granted")
+
+    # the reminder banner for a partner whose auto-renew is off
+    sign_in(driver, EXPIRING)
+    banner = driver.find_elements(By.ID, "reminder")
+    step("the reminder banner shows the days left when auto-renew is off",
+         len(banner) == 1 and "ends in 12 days" in banner[0].text,
+         banner[0].text if banner else "no banner")
+    shot(driver, "reminder")
+except Exception as e:  # a missing element or a dead browser
+    step("the browser flow ran to its end", False, repr(e).splitlines()[0])
+    try:
+        shot(driver, "failure")
+    except Exception:
+        pass
+finally:
+    driver.quit()
+
+sys.exit(1 if failed else 0)
