@@ -4,11 +4,18 @@
  * with its own timer and can leave early (timeout, client gone) without
  * disturbing the others.  A fetch lives in malloc()ed memory until its
  * reply arrives, so a late reply never touches a freed request.
+ *
+ * With mpn_cache, the shared zone is asked first; a reply is stored there
+ * before the waiters wake; a waiter whose fetch fails (no connection, lost
+ * connection, its own timeout) falls back to an expired entry still inside
+ * ttl + stale.
  */
 
 #include <hiredis/hiredis.h>
 
 #include "ngx_http_mpn_module.h"
+#include "ngx_http_mpn_cache.h"
+#include "ngx_http_mpn_status.h"
 
 
 struct ngx_http_mpn_fetch_s {
@@ -17,6 +24,9 @@ struct ngx_http_mpn_fetch_s {
     ngx_http_mpn_lookup_t     *lookup;
     ngx_queue_t                waiters;      /* of ngx_http_mpn_ctx_t */
     ngx_log_t                 *log;
+    ngx_http_mpn_cache_t      *cache;        /* NULL: no mpn_cache */
+    ngx_msec_t                 read;         /* cache epoch at send time */
+    ngx_atomic_uint_t          drops;
     u_char                     id_data[MPN_ID_MAX];
 };
 
@@ -30,6 +40,8 @@ static ngx_uint_t ngx_http_mpn_fetch_classify(ngx_http_mpn_fetch_t *f,
     redisReply *reply, mpn_record_t **rec);
 static void ngx_http_mpn_fetch_done(ngx_http_mpn_ctx_t *ctx,
     ngx_uint_t result, mpn_record_t *rec);
+static void ngx_http_mpn_fetch_stale(ngx_http_mpn_ctx_t *ctx,
+    ngx_http_mpn_cache_t *cache);
 static void ngx_http_mpn_fetch_timeout(ngx_event_t *ev);
 static void ngx_http_mpn_fetch_cleanup(void *data);
 static void ngx_http_mpn_fetch_rbtree_insert(ngx_rbtree_node_t *temp,
@@ -66,6 +78,27 @@ ngx_http_mpn_fetch(ngx_http_request_t *r, ngx_http_mpn_ctx_t *ctx,
 
     hash = ngx_crc32_short(ctx->partner_id.data, ctx->partner_id.len);
 
+    if (mcf->cache != NULL) {
+        ctx->cache_status = ngx_http_mpn_cache_get(mcf->cache,
+                                                   &ctx->partner_id, hash, 0,
+                                                   r->pool, &ctx->record,
+                                                   &ctx->result);
+
+        switch (ctx->cache_status) {
+
+        case NGX_HTTP_MPN_CACHE_HIT:
+            ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_CACHE_HITS);
+            return NGX_OK;
+
+        case NGX_HTTP_MPN_CACHE_EXPIRED:
+            ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_CACHE_EXPIRED);
+            break;
+
+        default:
+            ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_CACHE_MISSES);
+        }
+    }
+
     f = ngx_http_mpn_fetch_find(&ctx->partner_id, hash);
 
     if (f == NULL) {
@@ -77,6 +110,7 @@ ngx_http_mpn_fetch(ngx_http_request_t *r, ngx_http_mpn_ctx_t *ctx,
                                      "mpn: redis %V is unavailable",
                                      &mcf->redis->addr_text);
             ctx->result = NGX_HTTP_MPN_UNAVAILABLE;
+            ngx_http_mpn_fetch_stale(ctx, mcf->cache);
             return NGX_OK;
         }
     }
@@ -167,6 +201,12 @@ ngx_http_mpn_fetch_start(ngx_http_request_t *r, ngx_http_mpn_main_conf_t *mcf,
         return NULL;
     }
 
+    f->cache = mcf->cache;
+
+    if (f->cache != NULL) {
+        f->read = ngx_http_mpn_cache_epoch(f->cache, &f->drops);
+    }
+
     f->lookup = ngx_http_mpn_redis_get(&key, ngx_http_mpn_fetch_reply, f);
     if (f->lookup == NULL) {
         ngx_free(f);
@@ -191,15 +231,26 @@ ngx_http_mpn_fetch_reply(void *data, void *reply)
 {
     ngx_http_mpn_fetch_t  *f = data;
 
+    uint32_t               hash;
     ngx_uint_t             result;
     ngx_queue_t           *q;
     mpn_record_t          *rec;
     ngx_http_mpn_ctx_t    *ctx;
 
+    /* the delete clears the key */
+    hash = (uint32_t) f->node.key;
+
     ngx_rbtree_delete(&ngx_http_mpn_fetches, &f->node);
 
     rec = NULL;
     result = ngx_http_mpn_fetch_classify(f, reply, &rec);
+
+    if (f->cache != NULL
+        && (result == NGX_HTTP_MPN_FOUND || result == NGX_HTTP_MPN_MISSING))
+    {
+        ngx_http_mpn_cache_put(f->cache, &f->id, hash, rec, f->read,
+                               f->drops);
+    }
 
     while (!ngx_queue_empty(&f->waiters)) {
         q = ngx_queue_head(&f->waiters);
@@ -284,6 +335,8 @@ ngx_http_mpn_fetch_done(ngx_http_mpn_ctx_t *ctx, ngx_uint_t result,
 {
     ngx_http_request_t  *r = ctx->request;
 
+    ngx_http_mpn_main_conf_t  *mcf;
+
     ngx_queue_remove(&ctx->queue);
     ctx->fetch = NULL;
 
@@ -305,10 +358,48 @@ ngx_http_mpn_fetch_done(ngx_http_mpn_ctx_t *ctx, ngx_uint_t result,
     ctx->result = result;
     ctx->fetched = 1;
 
+    if (result == NGX_HTTP_MPN_UNAVAILABLE) {
+        mcf = ngx_http_get_module_main_conf(r, ngx_http_mpn_module);
+        ngx_http_mpn_fetch_stale(ctx, mcf->cache);
+    }
+
     r->read_event_handler = ngx_http_block_reading;
     r->write_event_handler = ngx_http_core_run_phases;
 
     ngx_post_event(r->connection->write, &ngx_posted_events);
+}
+
+
+/* Redis cannot answer: an expired entry inside ttl + stale will do */
+
+static void
+ngx_http_mpn_fetch_stale(ngx_http_mpn_ctx_t *ctx, ngx_http_mpn_cache_t *cache)
+{
+    ngx_uint_t     status, result;
+    mpn_record_t  *rec;
+
+    if (cache == NULL) {
+        return;
+    }
+
+    status = ngx_http_mpn_cache_get(cache, &ctx->partner_id,
+                                    ngx_crc32_short(ctx->partner_id.data,
+                                                    ctx->partner_id.len),
+                                    1, ctx->request->pool, &rec, &result);
+
+    if (status != NGX_HTTP_MPN_CACHE_STALE
+        && status != NGX_HTTP_MPN_CACHE_HIT)
+    {
+        return;
+    }
+
+    ctx->record = rec;
+    ctx->result = result;
+    ctx->cache_status = status;
+
+    if (status == NGX_HTTP_MPN_CACHE_STALE) {
+        ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_CACHE_STALE);
+    }
 }
 
 

@@ -8,6 +8,8 @@
  */
 
 #include "ngx_http_mpn_module.h"
+#include "ngx_http_mpn_cache.h"
+#include "ngx_http_mpn_status.h"
 
 
 static ngx_int_t ngx_http_mpn_handler(ngx_http_request_t *r);
@@ -191,6 +193,27 @@ static ngx_command_t  ngx_http_mpn_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_mpn_loc_conf_t, fail),
       &ngx_http_mpn_fail_modes },
+
+    { ngx_string("mpn_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_mpn_cache_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mpn_invalidate_channel"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_mpn_main_conf_t, channel),
+      NULL },
+
+    { ngx_string("mpn_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_mpn_status_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
 
       ngx_null_command
 };
@@ -388,6 +411,8 @@ ngx_http_mpn_answer(ngx_http_request_t *r, ngx_http_mpn_loc_conf_t *lcf,
     static ngx_str_t           none = ngx_string("-");
 
     d = &ctx->decision;
+
+    ngx_http_mpn_status_decision(d->decision, d->reason);
 
     if (d->decision == MPN_ALLOW) {
         return NGX_OK;
@@ -661,7 +686,10 @@ ngx_http_mpn_create_main_conf(ngx_conf_t *cf)
      *
      *     mcf->redis = NULL;
      *     mcf->key_prefix = { 0, NULL };
+     *     mcf->channel = { 0, NULL };
      *     mcf->cache = NULL;
+     *     mcf->status_zone = NULL;
+     *     mcf->status_used = 0;
      */
 
     return mcf;
@@ -675,6 +703,24 @@ ngx_http_mpn_init_main_conf(ngx_conf_t *cf, void *conf)
 
     if (mcf->key_prefix.data == NULL) {
         ngx_str_set(&mcf->key_prefix, "mpn:partner:");
+    }
+
+    if (mcf->channel.data == NULL) {
+        ngx_str_set(&mcf->channel, "mpn:invalidate");
+    }
+
+    if (mcf->cache != NULL && mcf->redis == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"mpn_cache\" is set but \"mpn_redis\" is not");
+        return NGX_CONF_ERROR;
+    }
+
+    /* the counters, whenever there is something to count or show */
+
+    if ((mcf->redis != NULL || mcf->status_used)
+        && ngx_http_mpn_status_add_zone(cf, mcf) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
@@ -1220,11 +1266,18 @@ ngx_http_mpn_init_process(ngx_cycle_t *cycle)
 
     mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_mpn_module);
 
-    if (mcf == NULL || mcf->redis == NULL) {
+    if (mcf == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_http_mpn_status_init_process(mcf);
+
+    if (mcf->redis == NULL) {
         return NGX_OK;
     }
 
     ngx_http_mpn_redis_init_process(cycle, mcf);
+    ngx_http_mpn_subscriber_init_process(cycle, mcf);
 
     return NGX_OK;
 }
@@ -1241,6 +1294,7 @@ ngx_http_mpn_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
+    ngx_http_mpn_subscriber_exit_process();
     ngx_http_mpn_redis_exit_process();
 }
 

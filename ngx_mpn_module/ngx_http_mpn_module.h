@@ -61,6 +61,8 @@ typedef struct {
     ngx_str_t                  key_prefix;
     ngx_str_t                  channel;
     ngx_http_mpn_cache_t      *cache;        /* NULL: no mpn_cache */
+    ngx_shm_zone_t            *status_zone;  /* the counters */
+    ngx_flag_t                 status_used;  /* an mpn_status location */
 } ngx_http_mpn_main_conf_t;
 
 
@@ -131,6 +133,12 @@ ngx_uint_t ngx_http_mpn_redis_connected(void);
 ngx_http_mpn_lookup_t *ngx_http_mpn_redis_get(ngx_str_t *key,
     ngx_http_mpn_reply_pt handler, void *data);
 void ngx_http_mpn_redis_timed_out(ngx_http_mpn_lookup_t *lookup);
+
+/* ngx_http_mpn_subscriber.c: invalidations, with mpn_cache */
+
+void ngx_http_mpn_subscriber_init_process(ngx_cycle_t *cycle,
+    ngx_http_mpn_main_conf_t *mcf);
+void ngx_http_mpn_subscriber_exit_process(void);
 
 /* ngx_http_mpn_token.c: mpn_token_keys and verifying a request's token */
 

@@ -1,0 +1,580 @@
+/*
+ * mpn_cache: a shared-memory zone of parsed partner records.
+ *
+ * An entry holds the flat record blob (mpn_record.h) as parsed, so a hit
+ * costs a copy and no JSON parse, or nothing at all for a partner without
+ * a record.  Entries carry the time their GET was sent; an entry is fresh
+ * for ttl (negative_ttl without a record) from then, unless it was read
+ * before the last gap in the invalidation subscription or while an
+ * invalidation went by.  Expired entries stay, to answer as STALE within
+ * ttl + stale when Redis cannot, until the LRU evicts them.
+ */
+
+#include "ngx_http_mpn_cache.h"
+#include "ngx_http_mpn_status.h"
+
+
+typedef struct {
+    u_char                     color;
+    u_char                     negative;     /* the partner has no record */
+    u_char                     expired;      /* invalidated while read */
+    u_char                     len;          /* of the id */
+    uint32_t                   size;         /* of the record blob */
+    ngx_queue_t                queue;
+    ngx_msec_t                 read;         /* when its GET was sent */
+    u_char                     data[1];      /* record blob, then the id */
+} ngx_http_mpn_cache_node_t;
+
+
+struct ngx_http_mpn_cache_sh_s {
+    ngx_rbtree_t               rbtree;
+    ngx_rbtree_node_t          sentinel;
+    ngx_queue_t                queue;        /* LRU: most recent first */
+    ngx_uint_t                 entries;
+    ngx_msec_t                 gap;          /* read before: expired */
+    ngx_atomic_t               drops;        /* invalidations applied */
+    ngx_pid_t                  subscribers[NGX_MAX_PROCESSES];
+};
+
+
+static ngx_int_t ngx_http_mpn_cache_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+static ngx_http_mpn_cache_node_t *ngx_http_mpn_cache_lookup(
+    ngx_http_mpn_cache_t *cache, ngx_str_t *id, uint32_t hash);
+static void ngx_http_mpn_cache_delete(ngx_http_mpn_cache_t *cache,
+    ngx_http_mpn_cache_node_t *cn);
+static void ngx_http_mpn_cache_rbtree_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+
+
+#define ngx_http_mpn_cache_node(node)                                         \
+    ((ngx_http_mpn_cache_node_t *) &(node)->color)
+
+#define ngx_http_mpn_cache_rbnode(cn)                                         \
+    ((ngx_rbtree_node_t *)                                                    \
+         ((u_char *) (cn) - offsetof(ngx_rbtree_node_t, color)))
+
+#define ngx_http_mpn_cache_id(cn)  ((cn)->data + (cn)->size)
+
+
+/* mpn_cache zone=NAME:SIZE [ttl=T] [negative_ttl=T] [stale=T] */
+
+char *
+ngx_http_mpn_cache_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mpn_main_conf_t *mcf = conf;
+
+    u_char                *p;
+    ssize_t                size;
+    ngx_str_t             *value, name, s;
+    ngx_msec_t            *t;
+    ngx_uint_t             i;
+    ngx_shm_zone_t        *shm_zone;
+    ngx_http_mpn_cache_t  *cache;
+
+    if (mcf->cache != NULL) {
+        return "is duplicate";
+    }
+
+    cache = ngx_pcalloc(cf->pool, sizeof(ngx_http_mpn_cache_t));
+    if (cache == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    cache->ttl = 30000;
+    cache->negative_ttl = 5000;
+    cache->stale = 0;
+
+    value = cf->args->elts;
+
+    name.len = 0;
+    size = 0;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
+
+            name.data = value[i].data + 5;
+
+            p = (u_char *) ngx_strchr(name.data, ':');
+
+            if (p == NULL || p == name.data) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid zone \"%V\" in \"mpn_cache\", "
+                                   "expected zone=NAME:SIZE", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            name.len = p - name.data;
+
+            s.data = p + 1;
+            s.len = value[i].data + value[i].len - s.data;
+
+            size = ngx_parse_size(&s);
+
+            if (size == NGX_ERROR) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid zone size \"%V\" in "
+                                   "\"mpn_cache\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            if (size < (ssize_t) (8 * ngx_pagesize)) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "zone \"%V\" is too small in "
+                                   "\"mpn_cache\", the minimum is %uzk",
+                                   &value[i], 8 * ngx_pagesize / 1024);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "ttl=", 4) == 0) {
+            s.data = value[i].data + 4;
+            t = &cache->ttl;
+
+        } else if (ngx_strncmp(value[i].data, "negative_ttl=", 13) == 0) {
+            s.data = value[i].data + 13;
+            t = &cache->negative_ttl;
+
+        } else if (ngx_strncmp(value[i].data, "stale=", 6) == 0) {
+            s.data = value[i].data + 6;
+            t = &cache->stale;
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\" in \"mpn_cache\"",
+                               &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        s.len = value[i].data + value[i].len - s.data;
+
+        *t = ngx_parse_time(&s, 0);
+
+        if (*t == (ngx_msec_t) NGX_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid time \"%V\" in \"mpn_cache\"",
+                               &value[i]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (name.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"mpn_cache\" must have the \"zone\" parameter");
+        return NGX_CONF_ERROR;
+    }
+
+    shm_zone = ngx_shared_memory_add(cf, &name, size, &ngx_http_mpn_module);
+    if (shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "zone \"%V\" of \"mpn_cache\" is already in use",
+                           &name);
+        return NGX_CONF_ERROR;
+    }
+
+    shm_zone->init = ngx_http_mpn_cache_init_zone;
+    shm_zone->data = cache;
+
+    cache->shm_zone = shm_zone;
+    mcf->cache = cache;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mpn_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_mpn_cache_t  *ocache = data;
+
+    size_t                 len;
+    ngx_http_mpn_cache_t  *cache;
+
+    cache = shm_zone->data;
+
+    if (ocache) {
+        /* a reload: the entries stay */
+        cache->sh = ocache->sh;
+        cache->shpool = ocache->shpool;
+
+        return NGX_OK;
+    }
+
+    cache->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        cache->sh = cache->shpool->data;
+
+        return NGX_OK;
+    }
+
+    cache->sh = ngx_slab_calloc(cache->shpool,
+                                sizeof(ngx_http_mpn_cache_sh_t));
+    if (cache->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    cache->shpool->data = cache->sh;
+
+    ngx_rbtree_init(&cache->sh->rbtree, &cache->sh->sentinel,
+                    ngx_http_mpn_cache_rbtree_insert_value);
+
+    ngx_queue_init(&cache->sh->queue);
+
+    len = sizeof(" in mpn_cache zone \"\"") + shm_zone->shm.name.len;
+
+    cache->shpool->log_ctx = ngx_slab_alloc(cache->shpool, len);
+    if (cache->shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(cache->shpool->log_ctx, " in mpn_cache zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    /* a full zone is normal: the LRU makes room */
+    cache->shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+ngx_uint_t
+ngx_http_mpn_cache_get(ngx_http_mpn_cache_t *cache, ngx_str_t *id,
+    uint32_t hash, ngx_uint_t stale, ngx_pool_t *pool, mpn_record_t **rec,
+    ngx_uint_t *result)
+{
+    ngx_msec_t                  ttl;
+    ngx_uint_t                  status;
+    ngx_msec_int_t              age;
+    ngx_http_mpn_cache_node_t  *cn;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    cn = ngx_http_mpn_cache_lookup(cache, id, hash);
+    if (cn == NULL) {
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+        return NGX_HTTP_MPN_CACHE_MISS;
+    }
+
+    age = (ngx_msec_int_t) (ngx_current_msec - cn->read);
+    ttl = cn->negative ? cache->negative_ttl : cache->ttl;
+
+    if (age < (ngx_msec_int_t) ttl
+        && !cn->expired
+        && (ngx_msec_int_t) (cn->read - cache->sh->gap) > 0)
+    {
+        status = NGX_HTTP_MPN_CACHE_HIT;
+
+    } else if (stale && age < (ngx_msec_int_t) (ttl + cache->stale)) {
+        status = NGX_HTTP_MPN_CACHE_STALE;
+
+    } else {
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+        return stale ? NGX_HTTP_MPN_CACHE_MISS : NGX_HTTP_MPN_CACHE_EXPIRED;
+    }
+
+    ngx_queue_remove(&cn->queue);
+    ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
+
+    if (cn->negative) {
+        *result = NGX_HTTP_MPN_MISSING;
+        *rec = NULL;
+
+    } else {
+        *result = NGX_HTTP_MPN_FOUND;
+        *rec = ngx_palloc(pool, cn->size);
+
+        if (*rec == NULL) {
+            status = NGX_HTTP_MPN_CACHE_MISS;
+
+        } else {
+            ngx_memcpy(*rec, cn->data, cn->size);
+        }
+    }
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    return status;
+}
+
+
+ngx_msec_t
+ngx_http_mpn_cache_epoch(ngx_http_mpn_cache_t *cache,
+    ngx_atomic_uint_t *drops)
+{
+    *drops = cache->sh->drops;
+
+    return ngx_current_msec;
+}
+
+
+void
+ngx_http_mpn_cache_put(ngx_http_mpn_cache_t *cache, ngx_str_t *id,
+    uint32_t hash, mpn_record_t *rec, ngx_msec_t read,
+    ngx_atomic_uint_t drops)
+{
+    size_t                      n, size;
+    ngx_queue_t                *q;
+    ngx_rbtree_node_t          *node;
+    ngx_http_mpn_cache_node_t  *cn;
+
+    size = rec ? rec->size : 0;
+
+    n = offsetof(ngx_rbtree_node_t, color)
+        + offsetof(ngx_http_mpn_cache_node_t, data)
+        + size + id->len;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    cn = ngx_http_mpn_cache_lookup(cache, id, hash);
+    if (cn != NULL) {
+        ngx_http_mpn_cache_delete(cache, cn);
+    }
+
+    for ( ;; ) {
+        node = ngx_slab_alloc_locked(cache->shpool, n);
+
+        if (node != NULL) {
+            break;
+        }
+
+        if (ngx_queue_empty(&cache->sh->queue)) {
+            /* larger than the whole zone: served, just not cached */
+            ngx_shmtx_unlock(&cache->shpool->mutex);
+
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                          "mpn: record of partner \"%V\" (%uz bytes) does "
+                          "not fit in mpn_cache zone \"%V\"",
+                          id, size, &cache->shm_zone->shm.name);
+            return;
+        }
+
+        q = ngx_queue_last(&cache->sh->queue);
+        ngx_http_mpn_cache_delete(cache,
+                     ngx_queue_data(q, ngx_http_mpn_cache_node_t, queue));
+
+        ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_CACHE_EVICTIONS);
+    }
+
+    cn = ngx_http_mpn_cache_node(node);
+
+    cn->negative = (rec == NULL);
+    cn->expired = (drops != cache->sh->drops);
+    cn->len = (u_char) id->len;
+    cn->size = size;
+    cn->read = read;
+
+    if (rec != NULL) {
+        ngx_memcpy(cn->data, rec, size);
+    }
+
+    ngx_memcpy(ngx_http_mpn_cache_id(cn), id->data, id->len);
+
+    node->key = hash;
+    ngx_rbtree_insert(&cache->sh->rbtree, node);
+    ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
+
+    cache->sh->entries++;
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+void
+ngx_http_mpn_cache_drop(ngx_http_mpn_cache_t *cache, ngx_str_t *id)
+{
+    uint32_t                    hash;
+    ngx_http_mpn_cache_node_t  *cn;
+
+    hash = ngx_crc32_short(id->data, id->len);
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    /* a GET in flight in any worker stores its reply as expired */
+    cache->sh->drops++;
+
+    cn = ngx_http_mpn_cache_lookup(cache, id, hash);
+
+    if (cn != NULL) {
+        ngx_http_mpn_cache_delete(cache, cn);
+    }
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+void
+ngx_http_mpn_cache_mark_gap(ngx_http_mpn_cache_t *cache)
+{
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    cache->sh->gap = ngx_current_msec;
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+ngx_uint_t
+ngx_http_mpn_cache_subscribed(ngx_http_mpn_cache_t *cache, ngx_uint_t on,
+    ngx_uint_t first)
+{
+    ngx_pid_t   *pids, pid;
+    ngx_int_t    i;
+    ngx_uint_t   missed;
+
+    if (ngx_process_slot < 0 || ngx_process_slot >= NGX_MAX_PROCESSES) {
+        return 0;
+    }
+
+    missed = 0;
+    pids = cache->sh->subscribers;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    if (!on) {
+        if (pids[ngx_process_slot] == ngx_pid) {
+            pids[ngx_process_slot] = 0;
+        }
+
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+        return 0;
+    }
+
+    pid = pids[ngx_process_slot];
+
+    if (first && pid != 0 && pid != ngx_pid) {
+
+        /* the worker this one replaces died while subscribed */
+
+        missed = 1;
+
+        for (i = 0; i < NGX_MAX_PROCESSES; i++) {
+            if (i != ngx_process_slot && pids[i] != 0
+                && (kill(pids[i], 0) == 0 || ngx_errno == NGX_EPERM))
+            {
+                /* another worker kept listening meanwhile */
+                missed = 0;
+                break;
+            }
+        }
+    }
+
+    pids[ngx_process_slot] = ngx_pid;
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    return missed;
+}
+
+
+void
+ngx_http_mpn_cache_usage(ngx_http_mpn_cache_t *cache, ngx_uint_t *entries,
+    size_t *used, size_t *total)
+{
+    size_t            pages;
+    ngx_slab_pool_t  *shpool = cache->shpool;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    pages = (shpool->end - shpool->start) / ngx_pagesize;
+
+    *entries = cache->sh->entries;
+    *used = (pages - shpool->pfree) * ngx_pagesize;
+    *total = cache->shm_zone->shm.size;
+
+    ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+static ngx_http_mpn_cache_node_t *
+ngx_http_mpn_cache_lookup(ngx_http_mpn_cache_t *cache, ngx_str_t *id,
+    uint32_t hash)
+{
+    ngx_int_t                   rc;
+    ngx_rbtree_node_t          *node, *sentinel;
+    ngx_http_mpn_cache_node_t  *cn;
+
+    node = cache->sh->rbtree.root;
+    sentinel = cache->sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash != node->key) {
+            node = (hash < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        cn = ngx_http_mpn_cache_node(node);
+
+        rc = ngx_memn2cmp(id->data, ngx_http_mpn_cache_id(cn), id->len,
+                          (size_t) cn->len);
+
+        if (rc == 0) {
+            return cn;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_http_mpn_cache_delete(ngx_http_mpn_cache_t *cache,
+    ngx_http_mpn_cache_node_t *cn)
+{
+    ngx_rbtree_node_t  *node;
+
+    node = ngx_http_mpn_cache_rbnode(cn);
+
+    ngx_queue_remove(&cn->queue);
+    ngx_rbtree_delete(&cache->sh->rbtree, node);
+    ngx_slab_free_locked(cache->shpool, node);
+
+    cache->sh->entries--;
+}
+
+
+static void
+ngx_http_mpn_cache_rbtree_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t          **p;
+    ngx_http_mpn_cache_node_t   *cn, *cnt;
+
+    for ( ;; ) {
+
+        if (node->key != temp->key) {
+            p = (node->key < temp->key) ? &temp->left : &temp->right;
+
+        } else {
+            cn = ngx_http_mpn_cache_node(node);
+            cnt = ngx_http_mpn_cache_node(temp);
+
+            p = (ngx_memn2cmp(ngx_http_mpn_cache_id(cn),
+                              ngx_http_mpn_cache_id(cnt),
+                              (size_t) cn->len, (size_t) cnt->len) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}

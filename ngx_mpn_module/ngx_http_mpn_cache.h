@@ -1,0 +1,68 @@
+/*
+ * mpn_cache: parsed partner records (or "no record") in one shared-memory
+ * zone across the workers, in the model of limit_req: an rbtree keyed by
+ * the crc32 of the partner id and an LRU queue under the zone mutex, the
+ * least recently used entries evicted when the slab is full.
+ */
+
+#ifndef NGX_HTTP_MPN_CACHE_H
+#define NGX_HTTP_MPN_CACHE_H
+
+#include "ngx_http_mpn_module.h"
+
+
+typedef struct ngx_http_mpn_cache_sh_s  ngx_http_mpn_cache_sh_t;
+
+
+struct ngx_http_mpn_cache_s {
+    ngx_http_mpn_cache_sh_t   *sh;
+    ngx_slab_pool_t           *shpool;
+    ngx_shm_zone_t            *shm_zone;
+    ngx_msec_t                 ttl;
+    ngx_msec_t                 negative_ttl;
+    ngx_msec_t                 stale;
+};
+
+
+char *ngx_http_mpn_cache_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+/*
+ * Looks the partner up and returns a $mpn_cache_status value.  A fresh
+ * entry (HIT), or with `stale` set any entry still inside ttl + stale
+ * (STALE), is copied into pool: *result is NGX_HTTP_MPN_FOUND with *rec
+ * set, or NGX_HTTP_MPN_MISSING.  Otherwise returns EXPIRED or MISS and
+ * copies nothing.
+ */
+ngx_uint_t ngx_http_mpn_cache_get(ngx_http_mpn_cache_t *cache,
+    ngx_str_t *id, uint32_t hash, ngx_uint_t stale, ngx_pool_t *pool,
+    mpn_record_t **rec, ngx_uint_t *result);
+
+/* the read and invalidation epoch to pass to put when the reply comes */
+ngx_msec_t ngx_http_mpn_cache_epoch(ngx_http_mpn_cache_t *cache,
+    ngx_atomic_uint_t *drops);
+
+/* stores rec (NULL: the partner has no record) read at time `read` */
+void ngx_http_mpn_cache_put(ngx_http_mpn_cache_t *cache, ngx_str_t *id,
+    uint32_t hash, mpn_record_t *rec, ngx_msec_t read,
+    ngx_atomic_uint_t drops);
+
+/* an invalidation message: the entry is dropped */
+void ngx_http_mpn_cache_drop(ngx_http_mpn_cache_t *cache, ngx_str_t *id);
+
+/* the subscription was lost or restored: everything older is expired */
+void ngx_http_mpn_cache_mark_gap(ngx_http_mpn_cache_t *cache);
+
+/*
+ * This worker holds (on = 1) or lost (on = 0) a subscription.  Returns 1 on
+ * a worker's first subscription when its predecessor in the same process
+ * slot died subscribed and no other worker is subscribed: invalidations may
+ * have been missed meanwhile.
+ */
+ngx_uint_t ngx_http_mpn_cache_subscribed(ngx_http_mpn_cache_t *cache,
+    ngx_uint_t on, ngx_uint_t first);
+
+void ngx_http_mpn_cache_usage(ngx_http_mpn_cache_t *cache,
+    ngx_uint_t *entries, size_t *used, size_t *total);
+
+#endif /* NGX_HTTP_MPN_CACHE_H */

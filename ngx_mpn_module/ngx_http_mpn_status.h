@@ -1,0 +1,64 @@
+/*
+ * Counters of ngx_http_mpn_module in a small shared-memory zone of their
+ * own: summed across workers, kept across reloads, served by mpn_status as
+ * JSON or Prometheus text (spec section 8, docs/status.md).
+ */
+
+#ifndef NGX_HTTP_MPN_STATUS_H
+#define NGX_HTTP_MPN_STATUS_H
+
+#include "ngx_http_mpn_module.h"
+
+
+enum {
+    NGX_HTTP_MPN_STAT_CACHE_HITS = 0,
+    NGX_HTTP_MPN_STAT_CACHE_MISSES,
+    NGX_HTTP_MPN_STAT_CACHE_EXPIRED,
+    NGX_HTTP_MPN_STAT_CACHE_STALE,
+    NGX_HTTP_MPN_STAT_CACHE_EVICTIONS,
+    NGX_HTTP_MPN_STAT_REDIS_REQUESTS,
+    NGX_HTTP_MPN_STAT_REDIS_ERRORS,
+    NGX_HTTP_MPN_STAT_REDIS_TIMEOUTS,
+    NGX_HTTP_MPN_STAT_REDIS_RECONNECTS,
+    NGX_HTTP_MPN_STAT_INVALIDATIONS,
+    NGX_HTTP_MPN_STAT_N
+};
+
+
+/* upper bounds of the latency histogram buckets, in microseconds */
+#define NGX_HTTP_MPN_LATENCY_BUCKETS                                          \
+    { 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000,       \
+      500000, 1000000 }
+#define NGX_HTTP_MPN_NLATENCY  12
+
+
+typedef struct {
+    size_t                     size;         /* of this struct: layout check */
+    ngx_atomic_t               decisions[MPN_NDECISIONS][MPN_NREASONS];
+    ngx_atomic_t               counters[NGX_HTTP_MPN_STAT_N];
+    ngx_atomic_t               latency[NGX_HTTP_MPN_NLATENCY + 1];
+    ngx_atomic_t               latency_sum;  /* microseconds */
+} ngx_http_mpn_stats_t;
+
+
+/* this worker's view of the zone; NULL outside workers */
+extern ngx_http_mpn_stats_t  *ngx_http_mpn_stats;
+
+
+#define ngx_http_mpn_stat(n)                                                  \
+    if (ngx_http_mpn_stats != NULL) {                                         \
+        (void) ngx_atomic_fetch_add(&ngx_http_mpn_stats->counters[n], 1);     \
+    }
+
+
+ngx_int_t ngx_http_mpn_status_add_zone(ngx_conf_t *cf,
+    ngx_http_mpn_main_conf_t *mcf);
+void ngx_http_mpn_status_init_process(ngx_http_mpn_main_conf_t *mcf);
+void ngx_http_mpn_status_decision(ngx_uint_t decision, ngx_uint_t reason);
+void ngx_http_mpn_status_latency(uint64_t usec);
+uint64_t ngx_http_mpn_usec(void);
+
+char *ngx_http_mpn_status_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+#endif /* NGX_HTTP_MPN_STATUS_H */

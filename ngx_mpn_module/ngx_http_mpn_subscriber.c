@@ -1,0 +1,236 @@
+/*
+ * The invalidation subscriber: with mpn_cache, every worker keeps its own
+ * connection SUBSCRIBEd to mpn_invalidate_channel, so the death of any one
+ * worker leaves the others listening; each message is a partner id whose
+ * entry is dropped from the shared zone (drops are idempotent).
+ *
+ * When an established subscription is lost, invalidations may be missed:
+ * the zone's gap mark is set at the loss and again once resubscribed, and
+ * everything read before it counts as expired (still usable as STALE).  A
+ * worker's first subscription marks no gap, so a reload keeps its hits,
+ * unless it replaces a worker that died subscribed with nobody else
+ * listening.
+ */
+
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+
+#include "ngx_http_mpn_redis.h"
+#include "ngx_http_mpn_cache.h"
+#include "ngx_http_mpn_status.h"
+
+
+typedef struct {
+    ngx_http_mpn_conn_t        conn;
+    ngx_http_mpn_cache_t      *cache;
+    ngx_str_t                  channel;
+    unsigned                   started:1;
+    unsigned                   subscribed:1;
+    unsigned                   was_subscribed:1;
+} ngx_http_mpn_subscriber_t;
+
+
+static void ngx_http_mpn_subscriber_on_connect(ngx_http_mpn_conn_t *mc);
+static void ngx_http_mpn_subscriber_on_close(ngx_http_mpn_conn_t *mc);
+static void ngx_http_mpn_subscriber_reply(redisAsyncContext *ac,
+    void *reply, void *data);
+static void ngx_http_mpn_subscriber_subscribed(ngx_http_mpn_subscriber_t *s);
+static void ngx_http_mpn_subscriber_message(ngx_http_mpn_subscriber_t *s,
+    redisReply *payload);
+
+
+static ngx_http_mpn_subscriber_t  ngx_http_mpn_subscriber;
+
+static ngx_http_mpn_limit_t  ngx_http_mpn_bad_message_limit;
+
+
+void
+ngx_http_mpn_subscriber_init_process(ngx_cycle_t *cycle,
+    ngx_http_mpn_main_conf_t *mcf)
+{
+    ngx_http_mpn_subscriber_t  *s = &ngx_http_mpn_subscriber;
+
+    ngx_memzero(s, sizeof(ngx_http_mpn_subscriber_t));
+
+    if (mcf->cache == NULL || mcf->redis == NULL) {
+        return;
+    }
+
+    s->cache = mcf->cache;
+    s->channel = mcf->channel;
+    s->started = 1;
+
+    s->conn.conf = mcf->redis;
+    s->conn.role = "subscriber: ";
+    s->conn.on_connect = ngx_http_mpn_subscriber_on_connect;
+    s->conn.on_close = ngx_http_mpn_subscriber_on_close;
+    s->conn.data = s;
+
+    ngx_http_mpn_conn_start(&s->conn, cycle);
+}
+
+
+void
+ngx_http_mpn_subscriber_exit_process(void)
+{
+    ngx_http_mpn_subscriber_t  *s = &ngx_http_mpn_subscriber;
+
+    if (!s->started) {
+        return;
+    }
+
+    /* a clean exit: no gap, the other workers keep listening */
+    s->subscribed = 0;
+
+    ngx_http_mpn_conn_close(&s->conn);
+
+    (void) ngx_http_mpn_cache_subscribed(s->cache, 0, 0);
+}
+
+
+static void
+ngx_http_mpn_subscriber_on_connect(ngx_http_mpn_conn_t *mc)
+{
+    ngx_http_mpn_subscriber_t  *s = mc->data;
+
+    /* queued behind AUTH and SELECT */
+
+    if (redisAsyncCommand(mc->ac, ngx_http_mpn_subscriber_reply, s,
+                          "SUBSCRIBE %b", s->channel.data, s->channel.len)
+        != REDIS_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, mc->log, 0,
+                      "mpn: redis %V: subscriber: cannot send SUBSCRIBE",
+                      &mc->conf->addr_text);
+    }
+}
+
+
+static void
+ngx_http_mpn_subscriber_on_close(ngx_http_mpn_conn_t *mc)
+{
+    ngx_http_mpn_subscriber_t  *s = mc->data;
+
+    if (!s->subscribed) {
+        return;
+    }
+
+    s->subscribed = 0;
+
+    ngx_http_mpn_cache_mark_gap(s->cache);
+    (void) ngx_http_mpn_cache_subscribed(s->cache, 0, 0);
+
+    ngx_log_error(NGX_LOG_WARN, mc->log, 0,
+                  "mpn: redis %V: subscriber: lost channel \"%V\", "
+                  "cached entries count as expired",
+                  &mc->conf->addr_text, &s->channel);
+}
+
+
+/* the SUBSCRIBE confirmation, then every message on the channel */
+
+static void
+ngx_http_mpn_subscriber_reply(redisAsyncContext *ac, void *reply, void *data)
+{
+    ngx_http_mpn_subscriber_t  *s = data;
+    redisReply                 *rr = reply;
+
+    redisReply  *kind;
+
+    if (rr == NULL) {
+        /* the connection is going away: on_close follows */
+        return;
+    }
+
+    if (rr->type == REDIS_REPLY_ERROR) {
+        ngx_http_mpn_log_limited(&s->conn.error_limit, s->conn.log,
+                                 "mpn: redis %V: subscriber: SUBSCRIBE "
+                                 "failed: %*s", &s->conn.conf->addr_text,
+                                 (size_t) ngx_min(rr->len, 200), rr->str);
+        redisAsyncDisconnect(ac);
+        return;
+    }
+
+    if (rr->type != REDIS_REPLY_ARRAY || rr->elements < 3
+        || rr->element[0]->type != REDIS_REPLY_STRING)
+    {
+        return;
+    }
+
+    kind = rr->element[0];
+
+    if (kind->len == 7 && ngx_strncmp(kind->str, "message", 7) == 0) {
+        ngx_http_mpn_subscriber_message(s, rr->element[2]);
+        return;
+    }
+
+    if (kind->len == 9 && ngx_strncmp(kind->str, "subscribe", 9) == 0) {
+        ngx_http_mpn_subscriber_subscribed(s);
+    }
+}
+
+
+static void
+ngx_http_mpn_subscriber_subscribed(ngx_http_mpn_subscriber_t *s)
+{
+    ngx_uint_t  first;
+
+    if (s->subscribed) {
+        return;
+    }
+
+    first = !s->was_subscribed;
+
+    s->subscribed = 1;
+    s->was_subscribed = 1;
+
+    if (ngx_http_mpn_cache_subscribed(s->cache, 1, first)) {
+        ngx_log_error(NGX_LOG_WARN, s->conn.log, 0,
+                      "mpn: redis %V: subscriber: a worker died while "
+                      "nobody else listened on \"%V\", cached entries "
+                      "count as expired",
+                      &s->conn.conf->addr_text, &s->channel);
+        first = 0;
+    }
+
+    if (!first) {
+        /* what was read while nobody listened is suspect too */
+        ngx_http_mpn_cache_mark_gap(s->cache);
+    }
+
+    ngx_log_error(NGX_LOG_INFO, s->conn.log, 0,
+                  "mpn: redis %V: subscriber: listening on \"%V\"",
+                  &s->conn.conf->addr_text, &s->channel);
+}
+
+
+static void
+ngx_http_mpn_subscriber_message(ngx_http_mpn_subscriber_t *s,
+    redisReply *payload)
+{
+    ngx_str_t  id;
+
+    if (payload->type != REDIS_REPLY_STRING
+        || !mpn_partner_id_valid(payload->str, payload->len))
+    {
+        ngx_http_mpn_log_limited(&ngx_http_mpn_bad_message_limit,
+                                 s->conn.log,
+                                 "mpn: ignored a message on \"%V\" that is "
+                                 "not a partner id", &s->channel);
+        return;
+    }
+
+    id.data = (u_char *) payload->str;
+    id.len = payload->len;
+
+    ngx_http_mpn_cache_drop(s->cache, &id);
+
+    /* every worker hears every message: one of them counts it */
+
+    if (ngx_worker == 0) {
+        ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_INVALIDATIONS);
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, s->conn.log, 0,
+                   "mpn: invalidated partner \"%V\"", &id);
+}

@@ -1,0 +1,185 @@
+#!/usr/bin/perl
+
+# Invalidation (mpn_invalidate_channel): a partner id published on the
+# channel drops its entry for every worker within a second; the
+# subscription survives a worker's death; a lost subscription turns every
+# entry cached before the loss into an expired one, refetched on the next
+# request but still usable as STALE (spec section 3, "Cache semantics").
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(time sleep);
+use MpnTest;
+use MpnRecords;
+use MpnCache;
+
+my $LAPSED = record('active', sub => { status => 'expired', end_days => -1 });
+
+sub start {
+    my ($workers, %o) = @_;
+    my $t = MpnTest->new;
+    setup_html($t);
+    $t->start_redis;
+    seed_records($t);
+    $t->write_nginx_conf(cache_conf(listen => 'reuseport', %o),
+        workers => $workers);
+    $t->start_nginx;
+    ok(poll(sub { subscribers($t) == $workers }, 5),
+        "all $workers workers subscribed");
+    return $t;
+}
+
+sub subscribers {
+    my ($t) = @_;
+    my $r = $t->redis('PUBSUB', 'NUMSUB', 'mpn:invalidate');
+    return ref $r ? $r->[1] : 0;
+}
+
+sub worker_pids {
+    my ($t, $n) = @_;
+    my %pid;
+    for (1 .. $n) {
+        my $r = $t->http_get('/gated/x', 'X-Partner' => 'active');
+        $pid{ header($r, 'X-Pid') }++;
+    }
+    return keys %pid;
+}
+
+# the crash tests kill a worker on purpose; nothing else may go wrong
+sub check_log_but_kill {
+    my ($t, $pid) = @_;
+    my $log = $t->error_log;
+    $log =~ s/^.*worker process $pid exited on signal 9.*\n//mg;
+    unlike($log, qr/\[(alert|emerg)\]/, 'no alert or emerg in the error log');
+    unlike($log, qr/exited on signal/, 'no other worker exited on a signal');
+}
+
+subtest 'two workers: a published write is seen on any worker within 1s' => sub {
+    my $t = start(2, cache => 'zone=c:1m ttl=60s');
+
+    is(cache_of($t, 'active'), 'MISS', 'warmed');
+    my @pids = worker_pids($t, 30);
+    is(scalar @pids, 2, 'requests reach both workers');
+
+    $t->redis('SET', 'mpn:partner:active', $LAPSED);
+    is(cache_of($t, 'active'), 'HIT', 'written, not yet published: still HIT');
+
+    my $t0 = time;
+    is($t->redis('PUBLISH', 'mpn:invalidate', 'active'), 2,
+        'published to both workers\' subscribers');
+
+    my %seen;
+    my $ok = poll(sub {
+        for (1 .. 10) {
+            my ($code, $mpn, $cache, $r) = get_id($t, 'active');
+            return 0 unless $mpn eq 'renew/lapsed';
+            $seen{ header($r, 'X-Pid') }++;
+        }
+        return 1;
+    }, 1);
+    my $took = time - $t0;
+    ok($ok, sprintf('every request sees the write within 1s (%.3fs)', $took));
+    is(scalar keys %seen, 2, 'on both workers') or diag explain \%seen;
+
+    ok(poll(sub { status_json($t)->{invalidations} == 1 }, 1),
+        'mpn_invalidations_total counts the message once');
+
+    is($t->redis('PUBLISH', 'mpn:invalidate', 'not an id!'), 2, 'a malformed message');
+    is(cache_of($t, 'active'), 'HIT', '...is ignored');
+
+    $t->stop_nginx;
+    like($t->error_log, qr/ignored a message on "mpn:invalidate"/, 'and logged');
+    $t->check_error_log;
+};
+
+subtest 'a worker dies: the other keeps listening, no entry is lost' => sub {
+    my $t = start(2, cache => 'zone=c:1m ttl=60s');
+
+    is(cache_of($t, 'active'), 'MISS', 'warmed');
+    my ($victim) = worker_pids($t, 1);
+    kill 'KILL', $victim;
+    ok(poll(sub { subscribers($t) >= 1 }, 1), 'still a subscriber');
+    ok(poll(sub { cache_of($t, 'active') eq 'HIT' }, 2),
+        'entries kept: HIT (another worker listened all along)');
+
+    $t->redis('SET', 'mpn:partner:active', $LAPSED);
+    cmp_ok($t->redis('PUBLISH', 'mpn:invalidate', 'active'), '>=', 1, 'published');
+    ok(poll(sub { (get_id($t, 'active'))[1] eq 'renew/lapsed' }, 1),
+        'the write is seen within 1s');
+    ok(poll(sub { subscribers($t) == 2 }, 5), 'the new worker subscribed too');
+
+    $t->stop_nginx;
+    check_log_but_kill($t, $victim);
+};
+
+subtest 'the only worker dies: entries cached before count as expired' => sub {
+    my $t = start(1, cache => 'zone=c:1m ttl=60s');
+
+    is(cache_of($t, 'active'), 'MISS', 'warmed');
+    my ($victim) = worker_pids($t, 1);
+    kill 'KILL', $victim;
+    ok(poll(sub {
+        my $r = eval { $t->http_get('/gated/x') } // '';
+        (header($r, 'X-Pid') // $victim) != $victim && subscribers($t) == 1;
+    }, 5), 'a new worker took over and subscribed');
+    is(cache_of($t, 'active'), 'EXPIRED',
+        'nobody listened in between: refetched');
+    is(cache_of($t, 'active'), 'HIT', 'then HIT');
+
+    $t->stop_nginx;
+    like($t->error_log, qr/a worker died while nobody else listened/, 'logged');
+    check_log_but_kill($t, $victim);
+};
+
+subtest 'the subscription is lost: refetch on the next request, STALE still' => sub {
+    my $t = start(2, cache => 'zone=c:1m ttl=60s');
+
+    is(cache_of($t, $_), 'MISS', "$_ warmed") for qw(active gold);
+    is(cache_of($t, $_), 'HIT', "$_ cached") for qw(active gold);
+
+    $t->redis('SET', 'mpn:partner:active', $LAPSED);
+    is($t->redis('CLIENT', 'KILL', 'TYPE', 'pubsub'), 2,
+        'both subscriber connections killed');
+    ok(poll(sub { subscribers($t) == 2 }, 3), 'both resubscribed');
+
+    my ($code, $mpn, $cache) = get_id($t, 'active');
+    is("$cache $mpn", 'EXPIRED renew/lapsed',
+        'cached before the loss: refetched, the missed write is seen');
+    is(cache_of($t, 'active'), 'HIT', 'cached after it: HIT');
+
+    $t->stop_redis;
+    ($code, $mpn, $cache) = get_id($t, 'gold');
+    is("$code $cache", '200 STALE',
+        'an entry from before the loss still answers STALE with Redis gone');
+
+    $t->stop_nginx;
+    like($t->error_log, qr/subscriber: lost channel "mpn:invalidate"/, 'the loss is logged');
+    like($t->error_log, qr/subscriber: reconnected/, 'the reconnect too');
+    $t->check_error_log;
+};
+
+subtest 'a custom channel' => sub {
+    my $t = MpnTest->new;
+    setup_html($t);
+    $t->start_redis;
+    seed_records($t);
+    $t->write_nginx_conf(cache_conf(cache => 'zone=c:1m ttl=60s',
+        http => 'mpn_invalidate_channel billing:changed;'));
+    $t->start_nginx;
+    ok(poll(sub { ($t->redis('PUBSUB', 'NUMSUB', 'billing:changed'))->[1] == 1 }, 5),
+        'subscribed to billing:changed');
+    is(cache_of($t, 'active'), 'MISS', 'warmed');
+    $t->redis('PUBLISH', 'mpn:invalidate', 'active');
+    is(cache_of($t, 'active'), 'HIT', 'the default channel is not listened to');
+    $t->redis('PUBLISH', 'billing:changed', 'active');
+    ok(poll(sub { cache_of($t, 'active') eq 'MISS' }, 1), 'billing:changed drops it');
+
+    $t->stop_nginx;
+    $t->check_error_log;
+};
+
+done_testing;

@@ -1,0 +1,79 @@
+package MpnCache;
+
+# Helpers shared by the cache, invalidation and status tests: a gated
+# server with mpn_cache, response accessors, polling, the status document.
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use JSON::PP;
+use Time::HiRes qw(time sleep);
+
+our @EXPORT = qw(code header cache_conf setup_html poll status_json
+    get_id cache_of);
+
+sub code { ($_[0] =~ m{^HTTP/1\.\d (\d+)})[0] // 0 }
+
+sub header { my ($r, $h) = @_; ($r =~ /^\Q$h\E: ([^\r\n]*)/mi)[0] }
+
+# cache_conf(cache => 'zone=c:1m ttl=..', redis => 'extra mpn_redis args',
+#            http => 'extra http lines', listen => 'reuseport')
+sub cache_conf {
+    my (%o) = @_;
+    my $cache = defined $o{cache} ? "mpn_cache $o{cache};" : '';
+    my $redis = $o{redis} // '';
+    my $http = $o{http} // '';
+    my $listen = $o{listen} // '';
+    return <<"EOF";
+    mpn_redis %%REDIS%% $redis;
+    $cache
+    $http
+    server {
+        listen 127.0.0.1:%%PORT%% $listen;
+        root %%DIR%%/html;
+        mpn_partner \$http_x_partner;
+        add_header X-Mpn "\$mpn_decision/\$mpn_reason" always;
+        add_header X-Mpn-Cache \$mpn_cache_status always;
+        add_header X-Mpn-Offer \$mpn_offer always;
+        add_header X-Mpn-Expires \$mpn_expires always;
+        add_header X-Pid \$pid always;
+        location /gated/ { mpn on; mpn_require_tier action_pack; }
+        location = /status { mpn_status; }
+    }
+EOF
+}
+
+sub setup_html {
+    my ($t) = @_;
+    mkdir $t->dir . '/html/gated';
+    $t->write_file('html/gated/x', "gated\n");
+}
+
+sub poll {
+    my ($what, $secs) = @_;
+    my $end = time + $secs;
+    while (time < $end) {
+        return 1 if $what->();
+        sleep 0.05;
+    }
+    return 0;
+}
+
+# a gated request for partner $id: (code, X-Mpn, X-Mpn-Cache, response)
+sub get_id {
+    my ($t, $id) = @_;
+    my $r = $t->http_get('/gated/x', 'X-Partner' => $id);
+    return (code($r), header($r, 'X-Mpn') // '', header($r, 'X-Mpn-Cache') // '', $r);
+}
+
+sub cache_of { (get_id(@_))[2] }
+
+sub status_json {
+    my ($t) = @_;
+    my $r = $t->http_get('/status');
+    my ($body) = $r =~ /\r\n\r\n(.*)\z/s;
+    return decode_json($body);
+}
+
+1;
