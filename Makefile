@@ -124,6 +124,11 @@ $(BUILD)/bench/bench_token: t/bench/bench_token.c $(PURE_SRCS) $(PURE_HDRS)
 bench-token: deps $(BUILD)/bench/bench_token
 	t/bench/bench_token.sh $(BUILD)/bench/bench_token $(BENCH_SECONDS)
 
+# wrk against the static file ungated, gated with mpn_cache, and gated
+# without it: req/s, p50, p99, ratio to ungated, server CPU us per request
+bench: deps module
+	t/bench/bench.sh $(MODULE)
+
 test: deps unit module tools integration
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=5
 
