@@ -85,7 +85,7 @@ integration: deps module tools
 # the integration suite again, the module built with ASan and UBSan and the
 # sanitizer runtimes preloaded into the stock nginx
 asan: deps $(ASAN_MODULE) tools
-	rm -rf $(BUILD)/asan-reports && mkdir -p $(BUILD)/asan-reports
+	rm -rf $(BUILD)/asan-reports && mkdir -p -m 1777 $(BUILD)/asan-reports
 	MPN_MODULE=$(ASAN_MODULE) MPN_ROOT=$(CURDIR) \
 	MPN_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:log_path=$(BUILD)/asan-reports/asan \
@@ -129,7 +129,9 @@ bench-token: deps $(BUILD)/bench/bench_token
 bench: deps module
 	t/bench/bench.sh $(MODULE)
 
+# everything, then again under ASan/UBSan, then a short run of each fuzzer
 test: deps unit module tools integration
+	@$(MAKE) --no-print-directory asan
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=5
 
 # the demo portal on http://127.0.0.1:8080/ (redis/demo/); Ctrl-C stops it

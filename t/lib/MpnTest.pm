@@ -146,8 +146,14 @@ sub port { $_[0]{port} }
 # nginx -t on the current configuration: (exit status, output)
 sub nginx_test_conf {
     my ($self) = @_;
+    local $ENV{LD_PRELOAD} = _preload();
     my $out = `/usr/sbin/nginx -t -p $self->{dir} -c $self->{dir}/nginx.conf 2>&1`;
     return ($? >> 8, $out);
+}
+
+# make asan: the sanitizer runtimes go first into the stock nginx
+sub _preload {
+    return join ' ', grep { $_ } $ENV{MPN_PRELOAD}, $ENV{LD_PRELOAD};
 }
 
 sub start_nginx {
@@ -157,8 +163,7 @@ sub start_nginx {
     if ($pid == 0) {
         open STDOUT, '>>', "$self->{dir}/nginx.stderr";
         open STDERR, '>>', "$self->{dir}/nginx.stderr";
-        $ENV{LD_PRELOAD} = join ' ', grep { $_ } $ENV{MPN_PRELOAD}, $ENV{LD_PRELOAD}
-            if $ENV{MPN_PRELOAD};
+        $ENV{LD_PRELOAD} = _preload();
         exec '/usr/sbin/nginx', '-p', $self->{dir}, '-c', "$self->{dir}/nginx.conf";
         exit 127;
     }
@@ -248,6 +253,7 @@ sub check_error_log {
     my $log = $self->error_log;
     unlike($log, qr/\[(alert|emerg)\]/, 'no alert or emerg in the error log');
     unlike($log, qr/exited on signal/, 'no worker exited on a signal');
+    unlike($log, qr/worker process \d+ exited with code [1-9]/, 'no worker failed');
 }
 
 1;
