@@ -64,4 +64,18 @@ check($srv->('mpn_fail maybe;'),
 check($srv->('mpn_grace forever;'),
     qr/\[emerg\].*"mpn_grace" directive invalid value/, 'mpn_grace value');
 
+# the cache, the channel and the status page
+check("mpn_redis 127.0.0.1:6379;\nmpn_cache zone=p:10m ttl=1m negative_ttl=10s stale=5m;\n"
+    . "mpn_invalidate_channel billing:changes;\n"
+    . 'server { listen 127.0.0.1:%%PORT%%; location = /s { mpn_status; } }',
+    undef, 'cache, channel and status');
+check("mpn_redis 127.0.0.1:6379;\nmpn_cache zone=p:lots;\nserver { listen 127.0.0.1:%%PORT%%; }",
+    qr/\[emerg\].*invalid zone size "zone=p:lots" in "mpn_cache"/, 'malformed cache size');
+check("mpn_redis 127.0.0.1:6379;\nmpn_cache zone=p;\nserver { listen 127.0.0.1:%%PORT%%; }",
+    qr/\[emerg\].*invalid zone "zone=p" in "mpn_cache"/, 'cache zone without a size');
+check("mpn_redis 127.0.0.1:6379;\nmpn_cache zone=p:10m ttl=never;\nserver { listen 127.0.0.1:%%PORT%%; }",
+    qr/\[emerg\].*"ttl=never".*"mpn_cache"|"mpn_cache".*"ttl=never"/, 'malformed cache ttl');
+check("mpn_cache zone=p:10m;\nserver { listen 127.0.0.1:%%PORT%%; }",
+    qr/\[emerg\].*"mpn_cache" is set but "mpn_redis" is not/, 'cache without redis');
+
 done_testing;
