@@ -1003,26 +1003,87 @@ static char *
 ngx_http_mpn_read_password(ngx_conf_t *cf, ngx_str_t *path,
     ngx_str_t *password)
 {
-    u_char       *p, *last;
-    ssize_t       n;
-    ngx_fd_t      fd;
-    ngx_str_t     name;
-    ngx_file_t    file;
-    u_char        buf[1024];
+    u_char     *p, *last;
+    ngx_str_t   text;
+
+    if (ngx_http_mpn_conf_read_file(cf, path, 1024, "password_file",
+                                    "mpn_redis", &text)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    last = text.data + text.len;
+
+    for (p = text.data; p < last; p++) {
+        if (*p == CR || *p == LF) {
+            break;
+        }
+    }
+
+    if (p == text.data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "empty password_file \"%V\" in \"mpn_redis\"",
+                           path);
+        return NGX_CONF_ERROR;
+    }
+
+    password->data = text.data;
+    password->len = p - text.data;
+
+    /* nothing past the first line stays in memory */
+    ngx_explicit_memzero(p, last - p);
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Reads a whole file named in a directive into the configuration pool;
+ * the emerg line names what the file is, its path and the directive.
+ */
+
+ngx_int_t
+ngx_http_mpn_conf_read_file(ngx_conf_t *cf, ngx_str_t *path, size_t max,
+    const char *what, const char *directive, ngx_str_t *text)
+{
+    ssize_t          n;
+    ngx_fd_t         fd;
+    ngx_int_t        rc;
+    ngx_str_t        name;
+    ngx_file_t       file;
+    ngx_file_info_t  fi;
 
     name = *path;
 
     if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
-        return NGX_CONF_ERROR;
+        return NGX_ERROR;
     }
 
     fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
 
     if (fd == NGX_INVALID_FILE) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "cannot open password_file \"%V\" "
-                           "in \"mpn_redis\"", &name);
-        return NGX_CONF_ERROR;
+                           "cannot open %s \"%V\" in \"%s\"",
+                           what, &name, directive);
+        return NGX_ERROR;
+    }
+
+    rc = NGX_ERROR;
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
+        || (size_t) ngx_file_size(&fi) > max)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "cannot read %s \"%V\" in \"%s\": not a file "
+                           "of at most %uz bytes", what, &name, directive,
+                           max);
+        goto done;
+    }
+
+    text->data = ngx_pnalloc(cf->pool, ngx_file_size(&fi) + 1);
+    if (text->data == NULL) {
+        goto done;
     }
 
     ngx_memzero(&file, sizeof(ngx_file_t));
@@ -1030,42 +1091,24 @@ ngx_http_mpn_read_password(ngx_conf_t *cf, ngx_str_t *path,
     file.name = name;
     file.log = cf->log;
 
-    n = ngx_read_file(&file, buf, sizeof(buf), 0);
-
-    ngx_close_file(fd);
+    n = ngx_read_file(&file, text->data, ngx_file_size(&fi), 0);
 
     if (n == NGX_ERROR) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "cannot read password_file \"%V\" "
-                           "in \"mpn_redis\"", &name);
-        return NGX_CONF_ERROR;
+                           "cannot read %s \"%V\" in \"%s\"",
+                           what, &name, directive);
+        goto done;
     }
 
-    last = buf + n;
+    text->len = n;
+    text->data[n] = '\0';
+    rc = NGX_OK;
 
-    for (p = buf; p < last; p++) {
-        if (*p == CR || *p == LF) {
-            break;
-        }
-    }
+done:
 
-    if (p == buf) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "empty password_file \"%V\" in \"mpn_redis\"",
-                           &name);
-        return NGX_CONF_ERROR;
-    }
+    ngx_close_file(fd);
 
-    password->len = p - buf;
-    password->data = ngx_pnalloc(cf->pool, password->len);
-    if (password->data == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memcpy(password->data, buf, password->len);
-    ngx_explicit_memzero(buf, sizeof(buf));
-
-    return NGX_CONF_OK;
+    return rc;
 }
 
 

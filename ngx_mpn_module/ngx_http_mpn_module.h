@@ -154,6 +154,11 @@ ngx_int_t ngx_http_mpn_token_identify(ngx_http_request_t *r,
 ngx_int_t ngx_http_mpn_add_variables(ngx_conf_t *cf);
 ngx_int_t ngx_http_mpn_return_url(ngx_http_request_t *r, ngx_str_t *url);
 
+/* a file named in a directive, read whole at configuration time */
+
+ngx_int_t ngx_http_mpn_conf_read_file(ngx_conf_t *cf, ngx_str_t *path,
+    size_t max, const char *what, const char *directive, ngx_str_t *text);
+
 /* logging that an outage cannot turn into a flood */
 
 void ngx_http_mpn_log_limited(ngx_http_mpn_limit_t *limit, ngx_log_t *log,

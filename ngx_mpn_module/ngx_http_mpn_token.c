@@ -24,13 +24,7 @@ ngx_http_mpn_token_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_mpn_loc_conf_t *lcf = conf;
 
-    char                *rv;
-    u_char              *buf;
-    ssize_t              n;
-    ngx_fd_t             fd;
-    ngx_str_t           *value, name;
-    ngx_file_t           file;
-    ngx_file_info_t      fi;
+    ngx_str_t           *value, text;
     ngx_pool_cleanup_t  *cln;
     char                 err[256];
 
@@ -39,83 +33,38 @@ ngx_http_mpn_token_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     value = cf->args->elts;
-    name = value[1];
 
-    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-
-    if (fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "cannot open JWKS file \"%V\" in "
-                           "\"mpn_token_keys\"", &name);
-        return NGX_CONF_ERROR;
-    }
-
-    rv = NGX_CONF_ERROR;
-    buf = NULL;
-
-    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR
-        || ngx_file_size(&fi) > NGX_HTTP_MPN_JWKS_MAX)
+    if (ngx_http_mpn_conf_read_file(cf, &value[1], NGX_HTTP_MPN_JWKS_MAX,
+                                    "JWKS file", "mpn_token_keys", &text)
+        != NGX_OK)
     {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "cannot read JWKS file \"%V\" in "
-                           "\"mpn_token_keys\": not a file of at most 1 MB",
-                           &name);
-        goto done;
+        return NGX_CONF_ERROR;
     }
 
-    buf = ngx_alloc(ngx_file_size(&fi) + 1, cf->log);
-    if (buf == NULL) {
-        goto done;
-    }
+    lcf->token_keys = mpn_keyset_load((char *) text.data, text.len, err,
+                                      sizeof(err), ngx_http_mpn_token_warn,
+                                      cf);
 
-    ngx_memzero(&file, sizeof(ngx_file_t));
-    file.fd = fd;
-    file.name = name;
-    file.log = cf->log;
-
-    n = ngx_read_file(&file, buf, ngx_file_size(&fi), 0);
-
-    if (n == NGX_ERROR) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           "cannot read JWKS file \"%V\" in "
-                           "\"mpn_token_keys\"", &name);
-        goto done;
-    }
-
-    lcf->token_keys = mpn_keyset_load((char *) buf, n, err, sizeof(err),
-                                      ngx_http_mpn_token_warn, cf);
+    /* the file may hold private members too: keep no copy of it */
+    ngx_explicit_memzero(text.data, text.len);
 
     if (lcf->token_keys == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid JWKS file \"%V\" in \"mpn_token_keys\": "
-                           "%s", &name, err);
-        goto done;
+                           "%s", &value[1], err);
+        return NGX_CONF_ERROR;
     }
 
     cln = ngx_pool_cleanup_add(cf->pool, 0);
     if (cln == NULL) {
         mpn_keyset_free(lcf->token_keys);
-        goto done;
+        return NGX_CONF_ERROR;
     }
 
     cln->handler = ngx_http_mpn_token_keys_free;
     cln->data = lcf->token_keys;
 
-    rv = NGX_CONF_OK;
-
-done:
-
-    if (buf != NULL) {
-        ngx_free(buf);
-    }
-
-    ngx_close_file(fd);
-
-    return rv;
+    return NGX_CONF_OK;
 }
 
 
