@@ -11,10 +11,11 @@
 #   2. cache:    the gate with mpn_cache (every partner fits in the zone)
 #   3. no cache: the gate without mpn_cache, one GET per request, pipelined
 #                on the worker's one Redis connection
-# and prints, per variant, the median over the rounds of req/s, p50 and
-# p99, the ratio to the baseline, and the server CPU per request: the
-# utime + stime of the nginx worker and redis-server (/proc/PID/stat)
-# over the requests wrk completed.
+# taking turns round after round, and prints, per variant, the median over
+# the rounds of req/s, p50 and p99, of the ratio to the baseline's req/s and
+# p99 in the same round, and of the server CPU per request: the utime +
+# stime of the nginx worker and redis-server (/proc/PID/stat) over the
+# requests wrk completed, with its difference to the baseline's.
 #
 # MPN_PERF=cache (or baseline, nocache) records the nginx worker with perf
 # during that variant's first round; MPN_KEEP=1 keeps the work directory.
@@ -178,50 +179,41 @@ to_us() {
     }'
 }
 
-median() { tr ' ' '\n' | grep . | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 hz=$(getconf CLK_TCK)
 
-# run NAME PORT PATH PIDS...: prints "rps p50_us p99_us cpu_us_per_req"
-run() {
-    local name=$1 port=$2 path=$3; shift 3
-    local url="http://127.0.0.1:$port$path" out r c0 c1 n
-    local rps=() p50=() p99=() cpu=()
+# round NAME R PORT PATH PIDS...: one wrk run; prints
+# "rps p50_us p99_us cpu_us_per_req"
+round() {
+    local name=$1 r=$2 port=$3 path=$4; shift 4
+    local url="http://127.0.0.1:$port$path" out c0 c1 n
 
-    wrk -t"$threads" -c"$conns" -d3s -s "$dir/rotate.lua" "$url" >/dev/null
-
-    for r in $(seq "$rounds"); do
-        if [ "$MPN_PERF" = "$name" ] && [ "$r" = 1 ]; then
-            perf record -q -F 2000 -g -p "$1" -o "$dir/perf-$name.data" \
-                -- sleep "$secs" >/dev/null 2>&1 &
-        fi
-        c0=$(cpu_ticks "$@")
-        out=$(wrk -t"$threads" -c"$conns" -d"${secs}s" --latency \
-              -s "$dir/rotate.lua" "$url")
-        c1=$(cpu_ticks "$@")
-        if [ "$MPN_PERF" = "$name" ] && [ "$r" = 1 ]; then
-            wait $!
-            perf report -i "$dir/perf-$name.data" --stdio --no-children \
-                --percent-limit 0.7 -g none 2>/dev/null \
-                | grep -v '^#' | grep . > "$dir/perf-$name.txt" || true
-            echo "perf profile of the $name worker: $dir/perf-$name.txt" >&2
-        fi
-        echo "$out" > "$dir/wrk-$name-$r.txt"
-        n=$(echo "$out" | awk '/requests in/ { print $1 }')
-        rps+=("$(echo "$out" | awk '/^Requests\/sec/ { print $2 }')")
-        p50+=("$(to_us "$(echo "$out" | awk '$1 == "50%" { print $2 }')")")
-        p99+=("$(to_us "$(echo "$out" | awk '$1 == "99%" { print $2 }')")")
-        cpu+=("$(awk -v t=$((c1 - c0)) -v hz="$hz" -v n="$n" \
-                 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')")
-        # the lapsed fifth answer 403 by design; socket errors are not
-        if echo "$out" | grep -q 'Socket errors'; then
-            echo "$out" | grep 'Socket errors' \
-                | sed "s/^/    $name round $r: /" >&2
-        fi
-    done
-
-    echo "$(echo "${rps[*]}" | median) $(echo "${p50[*]}" | median)" \
-         "$(echo "${p99[*]}" | median) $(echo "${cpu[*]}" | median)"
+    if [ "$MPN_PERF" = "$name" ] && [ "$r" = 1 ]; then
+        perf record -q -F 2000 -g -p "$1" -o "$dir/perf-$name.data" \
+            -- sleep "$secs" >/dev/null 2>&1 &
+    fi
+    c0=$(cpu_ticks "$@")
+    out=$(wrk -t"$threads" -c"$conns" -d"${secs}s" --latency \
+          -s "$dir/rotate.lua" "$url")
+    c1=$(cpu_ticks "$@")
+    if [ "$MPN_PERF" = "$name" ] && [ "$r" = 1 ]; then
+        wait $!
+        perf report -i "$dir/perf-$name.data" --stdio --no-children \
+            --percent-limit 0.7 -g none 2>/dev/null \
+            | grep -v '^#' | grep . > "$dir/perf-$name.txt" || true
+        echo "perf profile of the $name worker: $dir/perf-$name.txt" >&2
+    fi
+    echo "$out" > "$dir/wrk-$name-$r.txt"
+    # the lapsed fifth answer 403 by design; socket errors are not
+    if echo "$out" | grep -q 'Socket errors'; then
+        echo "$out" | grep 'Socket errors' | sed "s/^/    $name round $r: /" >&2
+    fi
+    n=$(echo "$out" | awk '/requests in/ { print $1 }')
+    echo "$(echo "$out" | awk '/^Requests\/sec/ { print $2 }')" \
+         "$(to_us "$(echo "$out" | awk '$1 == "50%" { print $2 }')")" \
+         "$(to_us "$(echo "$out" | awk '$1 == "99%" { print $2 }')")" \
+         "$(awk -v t=$((c1 - c0)) -v hz="$hz" -v n="$n" \
+              'BEGIN { printf "%.2f", t / hz * 1e6 / n }')"
 }
 
 read -r cport cworker < <(start_nginx cache \
@@ -235,24 +227,47 @@ echo "nginx $(nginx -v 2>&1 | sed 's/.*\///'), 1 worker; redis-server" \
 echo "$(nproc) CPUs, shared by wrk, nginx and redis-server"
 echo
 
-base=$(run baseline "$cport" /plain/x "$cworker" "$redis_pid")
-cache=$(run cache "$cport" /gated/x "$cworker" "$redis_pid")
-nocache=$(run nocache "$nport" /gated/x "$nworker" "$redis_pid")
+# the variants take turns, round after round, so that a slow spell of a
+# shared machine weighs on all of them alike; ratios and deltas are taken
+# within a round, then the median over rounds is shown
+variants=("baseline $cport /plain/x $cworker $redis_pid"
+          "cache $cport /gated/x $cworker $redis_pid"
+          "nocache $nport /gated/x $nworker $redis_pid")
 
-# the cache variant must really have answered from the zone
+for v in "${variants[@]}"; do
+    set -- $v
+    wrk -t"$threads" -c"$conns" -d3s -s "$dir/rotate.lua" \
+        "http://127.0.0.1:$2$3" >/dev/null
+done
+
+for r in $(seq "$rounds"); do
+    for v in "${variants[@]}"; do
+        set -- $v
+        name=$1; shift
+        echo "$r $(round "$name" "$r" "$@")" >> "$dir/rounds-$name"
+    done
+done
+
 curl -s "http://127.0.0.1:$cport/status" > "$dir/status-cache.json"
 
 printf '%-22s %10s %8s %9s %9s %12s %10s\n' variant 'req/s' 'p50' 'p99' \
     'x base' 'CPU us/req' '+us/req'
-read -r brps bp50 bp99 bcpu <<< "$base"
-for v in "baseline:$base" "gate, cache:$cache" "gate, no cache:$nocache"; do
-    name=${v%%:*}
-    read -r rps p50 p99 cpu <<< "${v#*:}"
-    awk -v name="$name" -v rps="$rps" -v p50="$p50" -v p99="$p99" \
-        -v cpu="$cpu" -v brps="$brps" -v bcpu="$bcpu" 'BEGIN {
-        printf "%-22s %10.0f %6.0fus %7.0fus %8.2fx %12.2f %+10.2f\n",
-               name, rps, p50, p99, rps / brps, cpu, cpu - bcpu
-    }'
+for v in "baseline:baseline" "gate, cache:cache" "gate, no cache:nocache"; do
+    # columns: round rps p50 p99 cpu, joined with the baseline's round
+    join "$dir/rounds-${v#*:}" "$dir/rounds-baseline" | awk -v name="${v%%:*}" '
+        { rps[NR] = $2; p50[NR] = $3; p99[NR] = $4; cpu[NR] = $5
+          ratio[NR] = $2 / $6; delta[NR] = $5 - $9; p99r[NR] = $4 / $8 }
+        function median(a, n,   i, j, t) {
+            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++)
+                if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+            return a[int((n + 1) / 2)]
+        }
+        END {
+            printf "%-22s %10.0f %6.0fus %7.0fus %8.2fx %12.2f %+10.2f" \
+                   "   (p99 %.2fx base)\n", name, median(rps, NR),
+                   median(p50, NR), median(p99, NR), median(ratio, NR),
+                   median(cpu, NR), median(delta, NR), median(p99r, NR)
+        }'
 done
 echo
 echo "cache variant status: $(tr -d '\n' < "$dir/status-cache.json" \
