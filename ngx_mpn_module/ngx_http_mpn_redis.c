@@ -251,6 +251,21 @@ ngx_http_mpn_conn_on_connect(const redisAsyncContext *ac, int status)
     mc->connected = 1;
     mc->backoff = NGX_HTTP_MPN_BACKOFF_MIN;
 
+    /* a peer that vanished without a reset (a host gone, a dropped route)
+     * is noticed within about 30 s even on a connection that only listens,
+     * like the subscriber's */
+
+    if (mc->conf->unix_path.len == 0
+        && redisEnableKeepAlive((redisContext *) &ac->c) != REDIS_OK)
+    {
+        /* hiredis marks the context failed: it is not */
+        ((redisAsyncContext *) ac)->c.err = 0;
+
+        ngx_log_error(NGX_LOG_WARN, mc->log, 0,
+                      "mpn: redis %V: %scannot enable TCP keepalive",
+                      &mc->conf->addr_text, mc->role);
+    }
+
     if (mc->was_connected) {
         ngx_log_error(NGX_LOG_NOTICE, mc->log, 0,
                       "mpn: redis %V: %sreconnected",

@@ -108,6 +108,10 @@ subtest 'redis stopped: 503 within timeout, ungated locations keep answering' =>
     $t->start_nginx;
     is(status($t->http_get('/gated/x', 'X-Partner' => 'active')), 200, 'served before the stop');
 
+    my $p = $t->redis_port;
+    my $ss = `ss -tno state established '( dport = :$p )'`;
+    like($ss, qr/keepalive/, 'the redis connection uses TCP keepalive, so a vanished peer is noticed');
+
     $t->signal_redis('STOP');
 
     # a gated request waits on the stopped server...

@@ -15,17 +15,13 @@ use IO::Select;
 use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
 use Test::More;
-
 use MpnRedis;
 
 our @EXPORT = qw(free_port);
 
 sub free_port { MpnRedis::free_port() }
 
-my $ROOT = $ENV{MPN_ROOT} || do {
-    my $d = __FILE__; $d =~ s{/t/lib/MpnTest\.pm$}{}; $d = '.' if $d eq __FILE__;
-    $d;
-};
+my $ROOT = $MpnRedis::ROOT;
 
 sub new {
     my ($class, %opts) = @_;
