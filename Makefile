@@ -7,6 +7,8 @@ NGINX        ?= /usr/sbin/nginx
 BUILD        := $(CURDIR)/build
 MODULE       := $(BUILD)/nginx/objs/ngx_http_mpn_module.so
 ASAN_MODULE  := $(BUILD)/asan/objs/ngx_http_mpn_module.so
+# where the nginx workers (nobody) can write, wherever the checkout is
+ASAN_REPORTS := /tmp/mpn-asan-reports
 MOD_SRCS     := $(wildcard ngx_mpn_module/*.c ngx_mpn_module/*.h) config
 # configure again only when the set of module files changes
 SRC_LIST     := $(BUILD)/sources.list
@@ -85,14 +87,14 @@ integration: deps module tools
 # the integration suite again, the module built with ASan and UBSan and the
 # sanitizer runtimes preloaded into the stock nginx
 asan: deps $(ASAN_MODULE) tools
-	rm -rf $(BUILD)/asan-reports && mkdir -p -m 1777 $(BUILD)/asan-reports
+	rm -rf $(ASAN_REPORTS) && mkdir -p -m 1777 $(ASAN_REPORTS)
 	MPN_MODULE=$(ASAN_MODULE) MPN_ROOT=$(CURDIR) \
 	MPN_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
-	ASAN_OPTIONS=detect_leaks=0:log_path=$(BUILD)/asan-reports/asan \
-	UBSAN_OPTIONS=print_stacktrace=1:log_path=$(BUILD)/asan-reports/ubsan \
+	ASAN_OPTIONS=detect_leaks=0:log_path=$(ASAN_REPORTS)/asan \
+	UBSAN_OPTIONS=print_stacktrace=1:log_path=$(ASAN_REPORTS)/ubsan \
 	    prove -j2 -I t/lib t/*.t
-	@if ls $(BUILD)/asan-reports/* >/dev/null 2>&1; then \
-	    cat $(BUILD)/asan-reports/*; echo "asan: sanitizer reports found"; \
+	@if ls $(ASAN_REPORTS)/* >/dev/null 2>&1; then \
+	    cat $(ASAN_REPORTS)/*; echo "asan: sanitizer reports found"; \
 	    exit 1; fi; echo "asan: 0 sanitizer reports"
 
 # libFuzzer targets, seeded from t/fuzz/seeds/<target>/

@@ -8,7 +8,9 @@
 #   MPN_PORT          nginx port (default 8080, or a free one when 8080 is taken)
 #   MPN_REDIS_PORT    redis-server port (default 6399, or a free one)
 #   MPN_BACKEND_PORT  backend port (default: a free one)
-#   MPN_RUNDIR        private run directory (default build/run; emptied first)
+#   MPN_RUNDIR        private run directory (default /tmp/mpn-run-$USER, so
+#                     the nginx workers (nobody) can read the pages even when
+#                     the checkout is under a private home; emptied first)
 #   MPN_MODULE        the module object (default build/nginx/objs/ngx_http_mpn_module.so)
 #   MPN_PRELOAD       libraries to LD_PRELOAD into nginx (as in the test suite)
 # When everything is up it writes $MPN_RUNDIR/ready (shell assignments:
@@ -21,7 +23,7 @@ DEMO=$ROOT/redis/demo
 PY=/usr/bin/python3
 MPNCTL=$ROOT/build/mpnctl
 MODULE=${MPN_MODULE:-$ROOT/build/nginx/objs/ngx_http_mpn_module.so}
-RUNDIR=${MPN_RUNDIR:-$ROOT/build/run}
+RUNDIR=${MPN_RUNDIR:-/tmp/mpn-run-${USER:-$(id -un)}}
 
 for f in "$MODULE" "$MPNCTL" /usr/sbin/nginx /usr/bin/redis-server "$PY"; do
     [ -x "$f" ] || [ -f "$f" ] || { echo "run.sh: missing $f (run make run)" >&2; exit 1; }
