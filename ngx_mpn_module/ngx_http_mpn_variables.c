@@ -264,7 +264,9 @@ ngx_http_mpn_cache_status_variable(ngx_http_request_t *r,
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_mpn_module);
 
-    if (ctx == NULL || ctx->partner_id.len == 0) {
+    /* BYPASS too when identity failed: the cache was not asked */
+
+    if (ctx == NULL) {
         v->not_found = 1;
         return NGX_OK;
     }

@@ -12,16 +12,16 @@
 use strict;
 use warnings;
 
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use MpnRedis;
 use File::Path qw(remove_tree);
 use File::Temp qw(tempdir);
-use IO::Socket::INET;
 use POSIX qw(WNOHANG setpgid);
 use Time::HiRes qw(sleep time);
 use Test::More;
 
-my $ROOT = $ENV{MPN_ROOT} || do {
-    my $d = __FILE__; $d =~ s{/?t/browser\.t$}{}; $d eq '' ? '.' : $d;
-};
+my $ROOT = $MpnRedis::ROOT;
 my $PY = '/usr/bin/python3';
 my $module = $ENV{MPN_MODULE} || "$ROOT/build/nginx/objs/ngx_http_mpn_module.so";
 
@@ -36,14 +36,6 @@ for my $need ('/usr/bin/chromedriver', $PY, '/usr/bin/redis-server',
 }
 give_up("$PY has no selenium (apt-get install python3-selenium)")
     if system($PY, '-c', 'import selenium') != 0;
-
-sub free_port {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-        Proto => 'tcp', Listen => 1, ReuseAddr => 1) or die "no free port: $!";
-    my $p = $s->sockport;
-    close $s;
-    return $p;
-}
 
 # screenshots stay; the run directory and the browser profile are removed
 my $dir = tempdir('mpn-browser-XXXXXX', TMPDIR => 1);
@@ -61,7 +53,7 @@ if ($stack == 0) {
     open STDERR, '>&', \*STDOUT;
     $ENV{MPN_RUNDIR} = $rundir;
     $ENV{MPN_MODULE} = $module;
-    $ENV{$_} = free_port() for qw(MPN_PORT MPN_REDIS_PORT MPN_BACKEND_PORT);
+    $ENV{$_} = MpnRedis::free_port() for qw(MPN_PORT MPN_REDIS_PORT MPN_BACKEND_PORT);
     exec "$ROOT/redis/demo/run.sh";
     exit 127;
 }

@@ -99,6 +99,7 @@ is(header($r, 'X-Mpn'), 'signin/bad_identity', 'id outside the pattern: signin/b
 $r = get('/tools/x', 'a' x 65);
 is(header($r, 'X-Mpn'), 'signin/bad_identity', 'a 65-character id is refused');
 is(header($r, 'X-Mpn-Partner'), undef, 'no $mpn_partner_id for a bad id');
+is(header($r, 'X-Mpn-Cache'), 'BYPASS', '$mpn_cache_status is BYPASS when identity failed');
 
 # allow
 $r = get('/tools/x', 'active');
