@@ -14,6 +14,13 @@
 #include "ngx_http_mpn_status.h"
 
 
+/*
+ * The tree node is small and the record lives in a block of its own, so
+ * that the nodes of a large zone sit close together (128-byte slab slots)
+ * and a lookup walks them in the CPU cache; only the node found is
+ * followed to its record.
+ */
+
 typedef struct {
     u_char                     color;
     u_char                     negative;     /* the partner has no record */
@@ -22,7 +29,7 @@ typedef struct {
     uint32_t                   size;         /* of the record blob */
     ngx_queue_t                queue;
     ngx_msec_t                 read;         /* when its GET was sent */
-    u_char                     data[1];      /* record blob, then the id */
+    u_char                    *data;         /* record blob, then the id */
 } ngx_http_mpn_cache_node_t;
 
 
@@ -320,16 +327,13 @@ ngx_http_mpn_cache_put(ngx_http_mpn_cache_t *cache, ngx_str_t *id,
     uint32_t hash, mpn_record_t *rec, ngx_msec_t read,
     ngx_atomic_uint_t drops)
 {
-    size_t                      n, size;
+    size_t                      size;
+    u_char                     *data;
     ngx_queue_t                *q;
     ngx_rbtree_node_t          *node;
     ngx_http_mpn_cache_node_t  *cn;
 
     size = rec ? rec->size : 0;
-
-    n = offsetof(ngx_rbtree_node_t, color)
-        + offsetof(ngx_http_mpn_cache_node_t, data)
-        + size + id->len;
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
@@ -338,15 +342,30 @@ ngx_http_mpn_cache_put(ngx_http_mpn_cache_t *cache, ngx_str_t *id,
         ngx_http_mpn_cache_delete(cache, cn);
     }
 
-    for ( ;; ) {
-        node = ngx_slab_alloc_locked(cache->shpool, n);
+    node = NULL;
+    data = NULL;
 
-        if (node != NULL) {
+    for ( ;; ) {
+        if (node == NULL) {
+            node = ngx_slab_alloc_locked(cache->shpool,
+                                    offsetof(ngx_rbtree_node_t, color)
+                                    + sizeof(ngx_http_mpn_cache_node_t));
+        }
+
+        if (data == NULL && node != NULL) {
+            data = ngx_slab_alloc_locked(cache->shpool, size + id->len);
+        }
+
+        if (data != NULL) {
             break;
         }
 
         if (ngx_queue_empty(&cache->sh->queue)) {
             /* larger than the whole zone: served, just not cached */
+            if (node != NULL) {
+                ngx_slab_free_locked(cache->shpool, node);
+            }
+
             ngx_shmtx_unlock(&cache->shpool->mutex);
 
             ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
@@ -370,6 +389,7 @@ ngx_http_mpn_cache_put(ngx_http_mpn_cache_t *cache, ngx_str_t *id,
     cn->len = (u_char) id->len;
     cn->size = size;
     cn->read = read;
+    cn->data = data;
 
     if (rec != NULL) {
         ngx_memcpy(cn->data, rec, size);
@@ -537,6 +557,7 @@ ngx_http_mpn_cache_delete(ngx_http_mpn_cache_t *cache,
 
     ngx_queue_remove(&cn->queue);
     ngx_rbtree_delete(&cache->sh->rbtree, node);
+    ngx_slab_free_locked(cache->shpool, cn->data);
     ngx_slab_free_locked(cache->shpool, node);
 
     cache->sh->entries--;
