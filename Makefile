@@ -23,6 +23,7 @@ FUZZ_SECONDS ?= 60
 DEPS_PKGS := build-essential nginx nginx-dev libpcre2-dev zlib1g-dev \
 	libssl-dev openssl libhiredis-dev libjansson-dev redis-server \
 	libcmocka-dev clang libclang-rt-14-dev valgrind wrk perl curl iproute2 \
+	procps bsdutils util-linux \
 	python3 python3-selenium chromium chromium-driver linux-perf
 
 NGX_CC_OPT   := -g -O2 -fPIC -fstack-protector-strong -Wformat \
