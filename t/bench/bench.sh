@@ -34,10 +34,21 @@ chmod 755 "$dir"
 pids=()
 
 cleanup() {
+    local f
+    # the nginx masters were started in a subshell: their pid files name them
+    for f in "$dir"/*/nginx.pid; do
+        [ -f "$f" ] && pids+=("$(cat "$f")")
+    done
     for p in "${pids[@]}"; do
         kill "$p" 2>/dev/null || true
     done
     wait 2>/dev/null || true
+    for p in "${pids[@]}"; do
+        for _ in $(seq 50); do
+            kill -0 "$p" 2>/dev/null || break
+            sleep 0.1
+        done
+    done
     [ -n "$MPN_KEEP" ] || rm -rf "$dir"
 }
 trap cleanup EXIT
