@@ -161,6 +161,14 @@ cat <<MSG
   Demo partners (pick one on the sign-in page):
 $("$PY" "$DEMO/portal.py" list)
 
+  Or with curl: sign each partner in, then ask for Azure credits
+  (200 granted, 302 to /renew, /offers or /signin, 403 denied):
+    for p in 4410001 4410002 4410003 4410004 4410005 4410006 4410007; do
+      curl -s -c $RUNDIR/jar -d partner=\$p ${URL}app/signin >/dev/null
+      curl -s -b $RUNDIR/jar -o /dev/null -w "\$p %{http_code} %{redirect_url}\\n" \\
+           ${URL}benefits/azure/
+    done
+
   Redis 127.0.0.1:$REDIS_PORT (mpn functions loaded), e.g.
     $MPNCTL --redis 127.0.0.1:$REDIS_PORT get 4410002
   Logs and config in $RUNDIR.  Press Ctrl-C to stop.
