@@ -18,14 +18,14 @@
  * The tree node is small and the record lives in a block of its own, so
  * that the nodes of a large zone sit close together (128-byte slab slots)
  * and a lookup walks them in the CPU cache; only the node found is
- * followed to its record.
+ * followed to its record.  The node is nginx's ngx_str_node_t (crc32 of
+ * the id, then the id), so nginx's own lookup and insert serve the tree.
  */
 
 typedef struct {
-    u_char                     color;
+    ngx_str_node_t             sn;           /* crc32 and the id in data */
     u_char                     negative;     /* the partner has no record */
     u_char                     expired;      /* invalidated while read */
-    u_char                     len;          /* of the id */
     uint32_t                   size;         /* of the record blob */
     ngx_queue_t                queue;
     ngx_msec_t                 read;         /* when its GET was sent */
@@ -50,18 +50,6 @@ static ngx_http_mpn_cache_node_t *ngx_http_mpn_cache_lookup(
     ngx_http_mpn_cache_t *cache, ngx_str_t *id, uint32_t hash);
 static void ngx_http_mpn_cache_delete(ngx_http_mpn_cache_t *cache,
     ngx_http_mpn_cache_node_t *cn);
-static void ngx_http_mpn_cache_rbtree_insert_value(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
-
-
-#define ngx_http_mpn_cache_node(node)                                         \
-    ((ngx_http_mpn_cache_node_t *) &(node)->color)
-
-#define ngx_http_mpn_cache_rbnode(cn)                                         \
-    ((ngx_rbtree_node_t *)                                                    \
-         ((u_char *) (cn) - offsetof(ngx_rbtree_node_t, color)))
-
-#define ngx_http_mpn_cache_id(cn)  ((cn)->data + (cn)->size)
 
 
 /* mpn_cache zone=NAME:SIZE [ttl=T] [negative_ttl=T] [stale=T] */
@@ -231,7 +219,7 @@ ngx_http_mpn_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     cache->shpool->data = cache->sh;
 
     ngx_rbtree_init(&cache->sh->rbtree, &cache->sh->sentinel,
-                    ngx_http_mpn_cache_rbtree_insert_value);
+                    ngx_str_rbtree_insert_value);
 
     ngx_queue_init(&cache->sh->queue);
 
@@ -330,7 +318,6 @@ ngx_http_mpn_cache_put(ngx_http_mpn_cache_t *cache, ngx_str_t *id,
     size_t                      size;
     u_char                     *data;
     ngx_queue_t                *q;
-    ngx_rbtree_node_t          *node;
     ngx_http_mpn_cache_node_t  *cn;
 
     size = rec ? rec->size : 0;
@@ -342,17 +329,16 @@ ngx_http_mpn_cache_put(ngx_http_mpn_cache_t *cache, ngx_str_t *id,
         ngx_http_mpn_cache_delete(cache, cn);
     }
 
-    node = NULL;
+    cn = NULL;
     data = NULL;
 
     for ( ;; ) {
-        if (node == NULL) {
-            node = ngx_slab_alloc_locked(cache->shpool,
-                                    offsetof(ngx_rbtree_node_t, color)
-                                    + sizeof(ngx_http_mpn_cache_node_t));
+        if (cn == NULL) {
+            cn = ngx_slab_alloc_locked(cache->shpool,
+                                       sizeof(ngx_http_mpn_cache_node_t));
         }
 
-        if (data == NULL && node != NULL) {
+        if (data == NULL && cn != NULL) {
             data = ngx_slab_alloc_locked(cache->shpool, size + id->len);
         }
 
@@ -362,8 +348,8 @@ ngx_http_mpn_cache_put(ngx_http_mpn_cache_t *cache, ngx_str_t *id,
 
         if (ngx_queue_empty(&cache->sh->queue)) {
             /* larger than the whole zone: served, just not cached */
-            if (node != NULL) {
-                ngx_slab_free_locked(cache->shpool, node);
+            if (cn != NULL) {
+                ngx_slab_free_locked(cache->shpool, cn);
             }
 
             ngx_shmtx_unlock(&cache->shpool->mutex);
@@ -382,23 +368,21 @@ ngx_http_mpn_cache_put(ngx_http_mpn_cache_t *cache, ngx_str_t *id,
         ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_CACHE_EVICTIONS);
     }
 
-    cn = ngx_http_mpn_cache_node(node);
-
     cn->negative = (rec == NULL);
     cn->expired = (drops != cache->sh->drops);
-    cn->len = (u_char) id->len;
     cn->size = size;
     cn->read = read;
     cn->data = data;
 
     if (rec != NULL) {
-        ngx_memcpy(cn->data, rec, size);
+        ngx_memcpy(data, rec, size);
     }
 
-    ngx_memcpy(ngx_http_mpn_cache_id(cn), id->data, id->len);
+    cn->sn.str.data = ngx_cpymem(data + size, id->data, id->len) - id->len;
+    cn->sn.str.len = id->len;
+    cn->sn.node.key = hash;
 
-    node->key = hash;
-    ngx_rbtree_insert(&cache->sh->rbtree, node);
+    ngx_rbtree_insert(&cache->sh->rbtree, &cn->sn.node);
     ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
 
     cache->sh->entries++;
@@ -517,33 +501,8 @@ static ngx_http_mpn_cache_node_t *
 ngx_http_mpn_cache_lookup(ngx_http_mpn_cache_t *cache, ngx_str_t *id,
     uint32_t hash)
 {
-    ngx_int_t                   rc;
-    ngx_rbtree_node_t          *node, *sentinel;
-    ngx_http_mpn_cache_node_t  *cn;
-
-    node = cache->sh->rbtree.root;
-    sentinel = cache->sh->rbtree.sentinel;
-
-    while (node != sentinel) {
-
-        if (hash != node->key) {
-            node = (hash < node->key) ? node->left : node->right;
-            continue;
-        }
-
-        cn = ngx_http_mpn_cache_node(node);
-
-        rc = ngx_memn2cmp(id->data, ngx_http_mpn_cache_id(cn), id->len,
-                          (size_t) cn->len);
-
-        if (rc == 0) {
-            return cn;
-        }
-
-        node = (rc < 0) ? node->left : node->right;
-    }
-
-    return NULL;
+    return (ngx_http_mpn_cache_node_t *)
+               ngx_str_rbtree_lookup(&cache->sh->rbtree, id, hash);
 }
 
 
@@ -551,51 +510,10 @@ static void
 ngx_http_mpn_cache_delete(ngx_http_mpn_cache_t *cache,
     ngx_http_mpn_cache_node_t *cn)
 {
-    ngx_rbtree_node_t  *node;
-
-    node = ngx_http_mpn_cache_rbnode(cn);
-
     ngx_queue_remove(&cn->queue);
-    ngx_rbtree_delete(&cache->sh->rbtree, node);
+    ngx_rbtree_delete(&cache->sh->rbtree, &cn->sn.node);
     ngx_slab_free_locked(cache->shpool, cn->data);
-    ngx_slab_free_locked(cache->shpool, node);
+    ngx_slab_free_locked(cache->shpool, cn);
 
     cache->sh->entries--;
-}
-
-
-static void
-ngx_http_mpn_cache_rbtree_insert_value(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
-{
-    ngx_rbtree_node_t          **p;
-    ngx_http_mpn_cache_node_t   *cn, *cnt;
-
-    for ( ;; ) {
-
-        if (node->key != temp->key) {
-            p = (node->key < temp->key) ? &temp->left : &temp->right;
-
-        } else {
-            cn = ngx_http_mpn_cache_node(node);
-            cnt = ngx_http_mpn_cache_node(temp);
-
-            p = (ngx_memn2cmp(ngx_http_mpn_cache_id(cn),
-                              ngx_http_mpn_cache_id(cnt),
-                              (size_t) cn->len, (size_t) cnt->len) < 0)
-                ? &temp->left : &temp->right;
-        }
-
-        if (*p == sentinel) {
-            break;
-        }
-
-        temp = *p;
-    }
-
-    *p = node;
-    node->parent = temp;
-    node->left = sentinel;
-    node->right = sentinel;
-    ngx_rbt_red(node);
 }

@@ -19,8 +19,7 @@
 
 
 struct ngx_http_mpn_fetch_s {
-    ngx_rbtree_node_t          node;         /* key: crc32 of the id */
-    ngx_str_t                  id;           /* points into id_data */
+    ngx_str_node_t             sn;           /* crc32 and id (id_data) */
     ngx_http_mpn_lookup_t     *lookup;
     ngx_queue_t                waiters;      /* of ngx_http_mpn_ctx_t */
     ngx_log_t                 *log;
@@ -31,8 +30,6 @@ struct ngx_http_mpn_fetch_s {
 };
 
 
-static ngx_http_mpn_fetch_t *ngx_http_mpn_fetch_find(ngx_str_t *id,
-    uint32_t hash);
 static ngx_http_mpn_fetch_t *ngx_http_mpn_fetch_start(ngx_http_request_t *r,
     ngx_http_mpn_main_conf_t *mcf, ngx_str_t *id, uint32_t hash);
 static void ngx_http_mpn_fetch_reply(void *data, void *reply);
@@ -44,8 +41,6 @@ static void ngx_http_mpn_fetch_stale(ngx_http_mpn_ctx_t *ctx,
     ngx_http_mpn_cache_t *cache);
 static void ngx_http_mpn_fetch_timeout(ngx_event_t *ev);
 static void ngx_http_mpn_fetch_cleanup(void *data);
-static void ngx_http_mpn_fetch_rbtree_insert(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 
 
 static ngx_rbtree_t          ngx_http_mpn_fetches;
@@ -73,7 +68,7 @@ ngx_http_mpn_fetch(ngx_http_request_t *r, ngx_http_mpn_ctx_t *ctx,
     if (ngx_http_mpn_fetches.root == NULL) {
         ngx_rbtree_init(&ngx_http_mpn_fetches,
                         &ngx_http_mpn_fetches_sentinel,
-                        ngx_http_mpn_fetch_rbtree_insert);
+                        ngx_str_rbtree_insert_value);
     }
 
     hash = ngx_crc32_short(ctx->partner_id.data, ctx->partner_id.len);
@@ -99,7 +94,9 @@ ngx_http_mpn_fetch(ngx_http_request_t *r, ngx_http_mpn_ctx_t *ctx,
         }
     }
 
-    f = ngx_http_mpn_fetch_find(&ctx->partner_id, hash);
+    f = (ngx_http_mpn_fetch_t *) ngx_str_rbtree_lookup(&ngx_http_mpn_fetches,
+                                                       &ctx->partner_id,
+                                                       hash);
 
     if (f == NULL) {
         f = ngx_http_mpn_fetch_start(r, mcf, &ctx->partner_id, hash);
@@ -147,38 +144,6 @@ ngx_http_mpn_fetch(ngx_http_request_t *r, ngx_http_mpn_ctx_t *ctx,
 
 
 static ngx_http_mpn_fetch_t *
-ngx_http_mpn_fetch_find(ngx_str_t *id, uint32_t hash)
-{
-    ngx_int_t              rc;
-    ngx_rbtree_node_t     *node, *sentinel;
-    ngx_http_mpn_fetch_t  *f;
-
-    node = ngx_http_mpn_fetches.root;
-    sentinel = ngx_http_mpn_fetches.sentinel;
-
-    while (node != sentinel) {
-
-        if (hash != node->key) {
-            node = (hash < node->key) ? node->left : node->right;
-            continue;
-        }
-
-        f = (ngx_http_mpn_fetch_t *) node;
-
-        rc = ngx_memn2cmp(id->data, f->id.data, id->len, f->id.len);
-
-        if (rc == 0) {
-            return f;
-        }
-
-        node = (rc < 0) ? node->left : node->right;
-    }
-
-    return NULL;
-}
-
-
-static ngx_http_mpn_fetch_t *
 ngx_http_mpn_fetch_start(ngx_http_request_t *r, ngx_http_mpn_main_conf_t *mcf,
     ngx_str_t *id, uint32_t hash)
 {
@@ -214,13 +179,13 @@ ngx_http_mpn_fetch_start(ngx_http_request_t *r, ngx_http_mpn_main_conf_t *mcf,
     }
 
     ngx_memcpy(f->id_data, id->data, id->len);
-    f->id.data = f->id_data;
-    f->id.len = id->len;
+    f->sn.str.data = f->id_data;
+    f->sn.str.len = id->len;
     f->log = ngx_cycle->log;
     ngx_queue_init(&f->waiters);
 
-    f->node.key = hash;
-    ngx_rbtree_insert(&ngx_http_mpn_fetches, &f->node);
+    f->sn.node.key = hash;
+    ngx_rbtree_insert(&ngx_http_mpn_fetches, &f->sn.node);
 
     return f;
 }
@@ -238,9 +203,9 @@ ngx_http_mpn_fetch_reply(void *data, void *reply)
     ngx_http_mpn_ctx_t    *ctx;
 
     /* the delete clears the key */
-    hash = (uint32_t) f->node.key;
+    hash = (uint32_t) f->sn.node.key;
 
-    ngx_rbtree_delete(&ngx_http_mpn_fetches, &f->node);
+    ngx_rbtree_delete(&ngx_http_mpn_fetches, &f->sn.node);
 
     rec = NULL;
     result = ngx_http_mpn_fetch_classify(f, reply, &rec);
@@ -248,7 +213,7 @@ ngx_http_mpn_fetch_reply(void *data, void *reply)
     if (f->cache != NULL
         && (result == NGX_HTTP_MPN_FOUND || result == NGX_HTTP_MPN_MISSING))
     {
-        ngx_http_mpn_cache_put(f->cache, &f->id, hash, rec, f->read,
+        ngx_http_mpn_cache_put(f->cache, &f->sn.str, hash, rec, f->read,
                                f->drops);
     }
 
@@ -285,18 +250,18 @@ ngx_http_mpn_fetch_classify(ngx_http_mpn_fetch_t *f, redisReply *reply,
             ngx_http_mpn_log_limited(&ngx_http_mpn_bad_record_limit, f->log,
                                      "mpn: bad record for partner \"%V\": "
                                      "%uz bytes, over the %d byte limit",
-                                     &f->id, (size_t) reply->len,
+                                     &f->sn.str, (size_t) reply->len,
                                      MPN_RECORD_MAX_JSON);
             return NGX_HTTP_MPN_BAD_RECORD;
         }
 
-        *rec = mpn_record_parse(reply->str, reply->len, (char *) f->id.data,
-                                f->id.len, err, sizeof(err));
+        *rec = mpn_record_parse(reply->str, reply->len, (char *) f->sn.str.data,
+                                f->sn.str.len, err, sizeof(err));
 
         if (*rec == NULL) {
             ngx_http_mpn_log_limited(&ngx_http_mpn_bad_record_limit, f->log,
                                      "mpn: bad record for partner \"%V\": %s",
-                                     &f->id, err);
+                                     &f->sn.str, err);
             return NGX_HTTP_MPN_BAD_RECORD;
         }
 
@@ -307,13 +272,13 @@ ngx_http_mpn_fetch_classify(ngx_http_mpn_fetch_t *f, redisReply *reply,
         if (ngx_strncmp(reply->str, "WRONGTYPE", 9) == 0) {
             ngx_http_mpn_log_limited(&ngx_http_mpn_bad_record_limit, f->log,
                                      "mpn: bad record for partner \"%V\": "
-                                     "the key is not a string", &f->id);
+                                     "the key is not a string", &f->sn.str);
             return NGX_HTTP_MPN_BAD_RECORD;
         }
 
         ngx_http_mpn_log_limited(&ngx_http_mpn_reply_error_limit, f->log,
                                  "mpn: redis error for partner \"%V\": %*s",
-                                 &f->id, (size_t) ngx_min(reply->len, 200),
+                                 &f->sn.str, (size_t) ngx_min(reply->len, 200),
                                  reply->str);
         return NGX_HTTP_MPN_UNAVAILABLE;
 
@@ -321,7 +286,7 @@ ngx_http_mpn_fetch_classify(ngx_http_mpn_fetch_t *f, redisReply *reply,
         ngx_http_mpn_log_limited(&ngx_http_mpn_bad_record_limit, f->log,
                                  "mpn: bad record for partner \"%V\": "
                                  "unexpected reply type %d",
-                                 &f->id, reply->type);
+                                 &f->sn.str, reply->type);
         return NGX_HTTP_MPN_BAD_RECORD;
     }
 }
@@ -433,39 +398,4 @@ ngx_http_mpn_fetch_cleanup(void *data)
         ngx_queue_remove(&ctx->queue);
         ctx->fetch = NULL;
     }
-}
-
-
-static void
-ngx_http_mpn_fetch_rbtree_insert(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
-{
-    ngx_rbtree_node_t     **p;
-    ngx_http_mpn_fetch_t   *f, *ft;
-
-    for ( ;; ) {
-
-        if (node->key != temp->key) {
-            p = (node->key < temp->key) ? &temp->left : &temp->right;
-
-        } else {
-            f = (ngx_http_mpn_fetch_t *) node;
-            ft = (ngx_http_mpn_fetch_t *) temp;
-
-            p = (ngx_memn2cmp(f->id.data, ft->id.data, f->id.len, ft->id.len)
-                 < 0) ? &temp->left : &temp->right;
-        }
-
-        if (*p == sentinel) {
-            break;
-        }
-
-        temp = *p;
-    }
-
-    *p = node;
-    node->parent = temp;
-    node->left = sentinel;
-    node->right = sentinel;
-    ngx_rbt_red(node);
 }
