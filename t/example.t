@@ -50,6 +50,8 @@ like(header($r, 'Location'), qr{/offers\?}, 'network-only: offers');
 is(status(get('/benefits/', 'network')), 200, 'network-only: the benefits index');
 is(status(get('/benefits/cloud/', 'gold')), 200, 'gold competency: cloud page');
 is(status(get('/benefits/', 'suspended')), 403, 'suspended: 403');
+$r = $t->http_get('/mpn-status');
+like($r, qr/"decisions":\{"allow":\{"ok":\d+/, 'the status page answers from loopback');
 
 $t->stop_nginx;
 $t->check_error_log;
