@@ -255,8 +255,9 @@ ngx_http_mpn_fetch_classify(ngx_http_mpn_fetch_t *f, redisReply *reply,
             return NGX_HTTP_MPN_BAD_RECORD;
         }
 
-        *rec = mpn_record_parse(reply->str, reply->len, (char *) f->sn.str.data,
-                                f->sn.str.len, err, sizeof(err));
+        *rec = mpn_record_parse(reply->str, reply->len,
+                                (char *) f->sn.str.data, f->sn.str.len,
+                                err, sizeof(err));
 
         if (*rec == NULL) {
             ngx_http_mpn_log_limited(&ngx_http_mpn_bad_record_limit, f->log,
