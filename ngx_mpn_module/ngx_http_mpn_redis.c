@@ -22,6 +22,7 @@ struct ngx_http_mpn_lookup_s {
     ngx_http_mpn_reply_pt      handler;
     void                      *data;
     uint64_t                   seq;          /* order sent */
+    uint64_t                   answered;     /* last answered when sent */
     uint64_t                   sent_usec;    /* for the latency histogram */
     ngx_http_mpn_lookup_t     *next;         /* free list */
 };
@@ -513,6 +514,7 @@ ngx_http_mpn_redis_get(ngx_str_t *key, ngx_http_mpn_reply_pt handler,
     lk->handler = handler;
     lk->data = data;
     lk->seq = rs->sent + 1;
+    lk->answered = rs->answered;
     lk->sent_usec = ngx_http_mpn_usec();
 
     if (redisAsyncCommand(rs->conn.ac, ngx_http_mpn_redis_reply, lk, "GET %b",
@@ -538,7 +540,8 @@ ngx_http_mpn_redis_get(ngx_str_t *key, ngx_http_mpn_reply_pt handler,
  * A wait ran out.  When nothing at all has been answered since that GET was
  * sent, the connection is stalled (e.g. a stopped server): drop it, which
  * fails every pending lookup now and reconnects with backoff, instead of
- * letting lookups pile up on a dead socket.
+ * letting lookups pile up on a dead socket.  A server that is slow but
+ * still answering the GETs queued before keeps its connection.
  */
 
 void
@@ -553,7 +556,7 @@ ngx_http_mpn_redis_timed_out(ngx_http_mpn_lookup_t *lk)
                              &rs->conn.conf->addr_text,
                              rs->conn.conf->timeout);
 
-    if (rs->conn.ac != NULL && rs->answered < lk->seq) {
+    if (rs->conn.ac != NULL && rs->answered == lk->answered) {
         redisAsyncFree(rs->conn.ac);
     }
 }

@@ -178,6 +178,58 @@ subtest 'redis answers garbage: 503, logged, no crash' => sub {
     $t->check_error_log;
 };
 
+subtest 'a slow redis that still answers keeps its connection' => sub {
+    my $t = MpnTest->new;
+    setup($t);
+
+    # answers every GET with nil, one reply each 100 ms, and counts the
+    # connections it accepts
+    my $fake = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+        Listen => 64, ReuseAddr => 1) or die;
+    my $port = $fake->sockport;
+    my $accepted = $t->dir . '/accepted';
+    my $pid = fork // die;
+    if ($pid == 0) {
+        $SIG{PIPE} = 'IGNORE';
+        my $n = 0;
+        while (my $c = $fake->accept) {
+            $n++;
+            open my $fh, '>', $accepted; print $fh $n; close $fh;
+            my $buf = '';
+            while (sysread($c, $buf, 65536, length $buf)) {
+                while ($buf =~ s/^\*2\r\n\$3\r\nGET\r\n\$\d+\r\n[^\r]*\r\n//) {
+                    sleep 0.1;
+                    syswrite($c, "\$-1\r\n") or last;
+                }
+            }
+        }
+        exit 0;
+    }
+    close $fake;
+
+    $t->write_nginx_conf(gate_conf("127.0.0.1:$port timeout=250ms"));
+    $t->start_nginx;
+
+    # five partners at once: one GET each, pipelined on one connection
+    my @c = map {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $t->port) or die;
+        print $s "GET /gated/x HTTP/1.0\r\nX-Partner: slow$_\r\n\r\n";
+        $s;
+    } 1 .. 5;
+    my @status = map { local $/; my $r = <$_>; status($r) } @c;
+    is($status[0], 403, 'the first GET is answered after 100 ms: no record, 403');
+    cmp_ok(scalar(grep { $_ == 503 } @status), '>=', 2,
+        'GETs queued further behind run out of time: 503');
+    sleep 0.5;
+    is($t->read_file('accepted'), '1',
+        'the connection was kept: the server was slow, not stalled');
+
+    $t->stop_nginx;
+    kill 'TERM', $pid;
+    waitpid $pid, 0;
+    $t->check_error_log;
+};
+
 subtest 'wrong password and unreadable password_file' => sub {
     my $t = MpnTest->new;
     setup($t);
