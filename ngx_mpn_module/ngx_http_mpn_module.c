@@ -1276,6 +1276,7 @@ ngx_http_mpn_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_http_mpn_init(ngx_conf_t *cf)
 {
+    ngx_array_t                *handlers;
     ngx_http_handler_pt        *h;
     ngx_http_core_main_conf_t  *cmcf;
 
@@ -1285,12 +1286,23 @@ ngx_http_mpn_init(ngx_conf_t *cf)
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 
-    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    handlers = &cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers;
+
+    h = ngx_array_push(handlers);
     if (h == NULL) {
         return NGX_ERROR;
     }
 
-    *h = ngx_http_mpn_handler;
+    /*
+     * A phase runs its handlers last registered first, and a dynamic module
+     * registers after the built-in ones.  The gate goes to the front of the
+     * list so that it runs after every other access check, auth_request
+     * included: auth_request_set may be what sets the partner id.
+     */
+
+    h = handlers->elts;
+    ngx_memmove(&h[1], &h[0], (handlers->nelts - 1) * sizeof(*h));
+    h[0] = ngx_http_mpn_handler;
 
     return NGX_OK;
 }
