@@ -13,6 +13,9 @@
 
 
 static ngx_int_t ngx_http_mpn_handler(ngx_http_request_t *r);
+static void ngx_http_mpn_ctx_marker(void *data);
+static ngx_uint_t ngx_http_mpn_same_identity(ngx_http_mpn_loc_conf_t *a,
+    ngx_http_mpn_loc_conf_t *b);
 static ngx_int_t ngx_http_mpn_identify(ngx_http_request_t *r,
     ngx_http_mpn_loc_conf_t *lcf, ngx_http_mpn_ctx_t *ctx);
 static void ngx_http_mpn_decide(ngx_http_request_t *r,
@@ -262,6 +265,7 @@ static ngx_int_t
 ngx_http_mpn_handler(ngx_http_request_t *r)
 {
     ngx_int_t                  rc;
+    ngx_pool_cleanup_t        *cln;
     ngx_http_mpn_ctx_t        *ctx;
     ngx_http_mpn_loc_conf_t   *lcf;
     ngx_http_mpn_main_conf_t  *mcf;
@@ -272,20 +276,35 @@ ngx_http_mpn_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_mpn_module);
+    ctx = ngx_http_mpn_get_ctx(r);
+
+    if (ctx != NULL && ctx->lcf != lcf
+        && !ngx_http_mpn_same_identity(ctx->lcf, lcf))
+    {
+        /* redirected to a location that identifies partners otherwise */
+        ctx = NULL;
+    }
 
     if (ctx != NULL) {
-        if (ctx->decided) {
-            /* back after an error_page or a second access handler */
-            return (ctx->decision.decision == MPN_ALLOW) ? NGX_OK
-                                                         : NGX_HTTP_FORBIDDEN;
-        }
-
-        if (!ctx->fetched) {
+        if (!ctx->decided && !ctx->fetched) {
             return NGX_AGAIN;
         }
 
-        ngx_http_mpn_decide(r, lcf, ctx);
+        /*
+         * The record came, or an internal redirect (index, error_page)
+         * brought the request to this location after the gate had decided
+         * elsewhere: the identity and the record are kept, the decision is
+         * this location's.
+         */
+
+        if (!ctx->decided || ctx->lcf != lcf) {
+            ctx->lcf = lcf;
+
+            if (ctx->partner_id.len) {
+                ngx_http_mpn_decide(r, lcf, ctx);
+            }
+        }
+
         return ngx_http_mpn_answer(r, lcf, ctx);
     }
 
@@ -294,7 +313,18 @@ ngx_http_mpn_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* the module's ctx is cleared by an internal redirect: this finds it */
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_mpn_ctx_marker;
+    cln->data = ctx;
+
     ctx->request = r;
+    ctx->lcf = lcf;
     ctx->cache_status = NGX_HTTP_MPN_CACHE_BYPASS;
 
     ngx_http_set_ctx(r, ctx, ngx_http_mpn_module);
@@ -325,6 +355,56 @@ ngx_http_mpn_handler(ngx_http_request_t *r)
     ngx_http_mpn_decide(r, lcf, ctx);
 
     return ngx_http_mpn_answer(r, lcf, ctx);
+}
+
+
+/* the request's ctx, also after an internal redirect has cleared it */
+
+ngx_http_mpn_ctx_t *
+ngx_http_mpn_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t  *cln;
+    ngx_http_mpn_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_mpn_module);
+
+    if (ctx != NULL || !(r->internal || r->filter_finalize)) {
+        return ctx;
+    }
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_mpn_ctx_marker) {
+            ctx = cln->data;
+            ngx_http_set_ctx(r, ctx, ngx_http_mpn_module);
+            return ctx;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* marks the ctx in the pool's cleanups; there is nothing to clean */
+
+static void
+ngx_http_mpn_ctx_marker(void *data)
+{
+}
+
+
+/* two locations name the partner the same way (inherited from one scope) */
+
+static ngx_uint_t
+ngx_http_mpn_same_identity(ngx_http_mpn_loc_conf_t *a,
+    ngx_http_mpn_loc_conf_t *b)
+{
+    return a->partner == b->partner
+           && a->token == b->token
+           && a->token_keys == b->token_keys
+           && a->token_claim.data == b->token_claim.data
+           && a->token_issuer.data == b->token_issuer.data
+           && a->token_audience.data == b->token_audience.data
+           && a->token_leeway == b->token_leeway;
 }
 
 
@@ -412,18 +492,30 @@ ngx_http_mpn_answer(ngx_http_request_t *r, ngx_http_mpn_loc_conf_t *lcf,
 
     d = &ctx->decision;
 
-    ngx_http_mpn_status_decision(d->decision, d->reason);
+    /* a request is counted (and a refusal logged) once, however many
+     * gated locations internal redirects take it through */
 
-    if (d->decision == MPN_ALLOW) {
-        return NGX_OK;
+    if (ctx->counted) {
+        if (d->decision == MPN_ALLOW) {
+            return NGX_OK;
+        }
+
+    } else {
+        ctx->counted = 1;
+
+        ngx_http_mpn_status_decision(d->decision, d->reason);
+
+        if (d->decision == MPN_ALLOW) {
+            return NGX_OK;
+        }
+
+        id = ctx->partner_id.len ? &ctx->partner_id : &none;
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "mpn: partner \"%V\" refused: %s/%s", id,
+                      mpn_decision_names[d->decision],
+                      mpn_reason_names[d->reason]);
     }
-
-    id = ctx->partner_id.len ? &ctx->partner_id : &none;
-
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "mpn: partner \"%V\" refused: %s/%s", id,
-                  mpn_decision_names[d->decision],
-                  mpn_reason_names[d->reason]);
 
     url = NULL;
 

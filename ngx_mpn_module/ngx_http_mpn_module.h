@@ -99,6 +99,7 @@ typedef struct {
 
 typedef struct {
     ngx_http_request_t        *request;
+    ngx_http_mpn_loc_conf_t   *lcf;          /* the location last decided */
     ngx_str_t                  partner_id;
     mpn_record_t              *record;       /* in r->pool; NULL if none */
     mpn_decision_t             decision;
@@ -110,11 +111,14 @@ typedef struct {
     ngx_queue_t                queue;        /* in fetch->waiters */
     unsigned                   fetched:1;
     unsigned                   decided:1;
+    unsigned                   counted:1;    /* in mpn_decisions_total */
 } ngx_http_mpn_ctx_t;
 
 
 extern ngx_module_t  ngx_http_mpn_module;
 
+
+ngx_http_mpn_ctx_t *ngx_http_mpn_get_ctx(ngx_http_request_t *r);
 
 /* ngx_http_mpn_fetch.c: a request's record, one GET per partner in flight */
 

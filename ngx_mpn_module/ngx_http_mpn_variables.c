@@ -107,7 +107,7 @@ ngx_http_mpn_partner_id_variable(ngx_http_request_t *r,
 {
     ngx_http_mpn_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_mpn_module);
+    ctx = ngx_http_mpn_get_ctx(r);
 
     if (ctx == NULL || ctx->partner_id.len == 0) {
         v->not_found = 1;
@@ -130,7 +130,7 @@ ngx_http_mpn_decision_variable(ngx_http_request_t *r,
     const mpn_grant_t   *g;
     ngx_http_mpn_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_mpn_module);
+    ctx = ngx_http_mpn_get_ctx(r);
 
     if (ctx == NULL || !ctx->decided) {
         v->not_found = 1;
@@ -227,7 +227,7 @@ ngx_http_mpn_benefit_variable(ngx_http_request_t *r,
     ngx_http_mpn_ctx_t       *ctx;
     ngx_http_mpn_loc_conf_t  *lcf;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_mpn_module);
+    ctx = ngx_http_mpn_get_ctx(r);
 
     if (ctx == NULL || ctx->record == NULL) {
         v->not_found = 1;
@@ -262,7 +262,7 @@ ngx_http_mpn_cache_status_variable(ngx_http_request_t *r,
 {
     ngx_http_mpn_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_mpn_module);
+    ctx = ngx_http_mpn_get_ctx(r);
 
     /* BYPASS too when identity failed: the cache was not asked */
 
