@@ -207,15 +207,15 @@ subtest 'a slow redis that still answers keeps its connection' => sub {
     }
     close $fake;
 
-    $t->write_nginx_conf(gate_conf("127.0.0.1:$port timeout=250ms"));
+    $t->write_nginx_conf(gate_conf("127.0.0.1:$port timeout=400ms"));
     $t->start_nginx;
 
-    # five partners at once: one GET each, pipelined on one connection
+    # eight partners at once: one GET each, pipelined on one connection
     my @c = map {
         my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $t->port) or die;
         print $s "GET /gated/x HTTP/1.0\r\nX-Partner: slow$_\r\n\r\n";
         $s;
-    } 1 .. 5;
+    } 1 .. 8;
     my @status = map { local $/; my $r = <$_>; status($r) } @c;
     is($status[0], 403, 'the first GET is answered after 100 ms: no record, 403');
     cmp_ok(scalar(grep { $_ == 503 } @status), '>=', 2,
