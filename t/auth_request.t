@@ -55,9 +55,6 @@ $t->write_nginx_conf(<<'EOF');
 EOF
 $t->start_nginx;
 
-sub status { ($_[0] =~ m{^HTTP/1\.\d (\d+)})[0] // 0 }
-sub header { my ($r, $h) = @_; ($r =~ /^\Q$h\E: ([^\r\n]*)/mi)[0] }
-
 my $r = $t->http_get('/benefits/x', Cookie => 'session=active');
 is(status($r), 200, 'the partner named by the sign-in service is served');
 is(header($r, 'X-Mpn'), 'allow/ok', 'the gate saw the partner id set by auth_request_set');

@@ -32,8 +32,6 @@ ok($conf =~ s{root /var/www/partner;}{root $dir/html;}, 'the example has a docum
 $t->write_nginx_conf($conf);
 $t->start_nginx;
 
-sub status { ($_[0] =~ m{^HTTP/1\.\d (\d+)})[0] // 0 }
-sub header { my ($r, $h) = @_; ($r =~ /^\Q$h\E: ([^\r\n]*)/mi)[0] }
 sub get { $t->http_get($_[0], defined $_[1] ? ('X-Partner-Id' => $_[1]) : ()) }
 
 my $r = get('/benefits/tools/');

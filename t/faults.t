@@ -15,9 +15,6 @@ use Time::HiRes qw(time sleep);
 use MpnTest;
 use MpnRecords;
 
-sub status { ($_[0] =~ m{^HTTP/1\.\d (\d+)})[0] // 0 }
-sub header { my ($r, $h) = @_; ($r =~ /^\Q$h\E: ([^\r\n]*)/mi)[0] }
-
 sub gate_conf {
     my ($redis, $extra) = @_;
     $extra //= '';
@@ -41,16 +38,6 @@ sub setup {
         mkdir $t->dir . "/html/$d";
         $t->write_file("html/$d/x", "$d\n");
     }
-}
-
-sub poll {
-    my ($what, $secs) = @_;
-    my $end = time + $secs;
-    while (time < $end) {
-        return 1 if $what->();
-        sleep 0.1;
-    }
-    return 0;
 }
 
 subtest 'redis down at start: 503 within about connect_timeout' => sub {

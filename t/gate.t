@@ -84,9 +84,6 @@ sub get {
     return $t->http_get($uri, %h);
 }
 
-sub status { ($_[0] =~ m{^HTTP/1\.\d (\d+)})[0] // 0 }
-sub header { my ($r, $h) = @_; ($r =~ /^\Q$h\E: ([^\r\n]*)/mi)[0] }
-
 # identity
 my $r = get('/tools/x');
 is(status($r), 302, 'no partner id: signin redirect');

@@ -55,8 +55,6 @@ $t->write_nginx_conf(<<'EOF');
 EOF
 $t->start_nginx;
 
-sub status { ($_[0] =~ m{^HTTP/1\.\d (\d+)})[0] // 0 }
-sub header { my ($r, $h) = @_; ($r =~ /^\Q$h\E: ([^\r\n]*)/mi)[0] }
 sub counters {
     my $r = $t->http_get('/status');
     $r =~ s/^.*?\r\n\r\n//s;

@@ -131,7 +131,7 @@ subtest 'JSON and Prometheus, two workers, counted once each' => sub {
     $t->start_nginx;
 
     my $r = $t->http_get('/status');
-    is(code($r), 200, 'status: 200');
+    is(status($r), 200, 'status: 200');
     like($r, qr{^Content-Type: application/json}mi, 'JSON by default');
     my $st0 = decode_json(body($r));
     is(decisions_total($st0), 0, 'no decision yet');
@@ -173,7 +173,7 @@ subtest 'JSON and Prometheus, two workers, counted once each' => sub {
         'no error, timeout or reconnect');
 
     $r = $t->http_get('/status?format=prometheus');
-    is(code($r), 200, 'prometheus: 200');
+    is(status($r), 200, 'prometheus: 200');
     like($r, qr{^Content-Type: text/plain; version=0\.0\.4}mi, 'text format 0.0.4');
     my $p = eval { parse_prometheus(body($r)) };
     ok($p, 'passes the strict parser') or diag $@;
@@ -193,7 +193,7 @@ subtest 'JSON and Prometheus, two workers, counted once each' => sub {
     is($p->{mpn_cache_hits_total}{samples}{'mpn_cache_hits_total{}'}, 20,
         'the same numbers as the JSON');
 
-    is(code($t->http_get('/status?format=xml')), 400, 'an unknown format: 400');
+    is(status($t->http_get('/status?format=xml')), 400, 'an unknown format: 400');
 
     # a reload keeps the zone (HITs) and the counters
     $t->reload_nginx;
@@ -252,7 +252,7 @@ subtest 'mpn_status without any other mpn directive' => sub {
 EOF
     $t->start_nginx;
     my $r = $t->http_get('/status');
-    is(code($r), 200, 'the status location answers');
+    is(status($r), 200, 'the status location answers');
     my $st = decode_json(body($r));
     is(decisions_total($st), 0, 'all zero');
     ok(eval { parse_prometheus(body($t->http_get('/status?format=prometheus'))) },

@@ -83,8 +83,6 @@ $t->write_nginx_conf(<<"EOF");
 EOF
 $t->start_nginx;
 
-sub status { ($_[0] =~ m{^HTTP/1\.\d (\d+)})[0] // 0 }
-sub header { my ($r, $h) = @_; ($r =~ /^\Q$h\E: ([^\r\n]*)/mi)[0] }
 sub bearer { $t->http_get($_[0], Authorization => "Bearer $_[1]") }
 
 # every algorithm, chosen by kid

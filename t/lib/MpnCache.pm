@@ -1,21 +1,17 @@
 package MpnCache;
 
 # Helpers shared by the cache, invalidation and status tests: a gated
-# server with mpn_cache, response accessors, polling, the status document.
+# server with mpn_cache, a request for one partner, the status document.
 
 use strict;
 use warnings;
 
 use Exporter 'import';
 use JSON::PP;
-use Time::HiRes qw(time sleep);
 
-our @EXPORT = qw(code header cache_conf setup_html poll status_json
-    get_id cache_of);
+use MpnTest qw(status header);
 
-sub code { ($_[0] =~ m{^HTTP/1\.\d (\d+)})[0] // 0 }
-
-sub header { my ($r, $h) = @_; ($r =~ /^\Q$h\E: ([^\r\n]*)/mi)[0] }
+our @EXPORT = qw(cache_conf setup_html status_json get_id cache_of);
 
 # cache_conf(cache => 'zone=c:1m ttl=..', redis => 'extra mpn_redis args',
 #            http => 'extra http lines', listen => 'reuseport')
@@ -50,21 +46,11 @@ sub setup_html {
     $t->write_file('html/gated/x', "gated\n");
 }
 
-sub poll {
-    my ($what, $secs) = @_;
-    my $end = time + $secs;
-    while (time < $end) {
-        return 1 if $what->();
-        sleep 0.05;
-    }
-    return 0;
-}
-
 # a gated request for partner $id: (code, X-Mpn, X-Mpn-Cache, response)
 sub get_id {
     my ($t, $id) = @_;
     my $r = $t->http_get('/gated/x', 'X-Partner' => $id);
-    return (code($r), header($r, 'X-Mpn') // '', header($r, 'X-Mpn-Cache') // '', $r);
+    return (status($r), header($r, 'X-Mpn') // '', header($r, 'X-Mpn-Cache') // '', $r);
 }
 
 sub cache_of { (get_id(@_))[2] }

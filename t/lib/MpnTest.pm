@@ -17,7 +17,7 @@ use Time::HiRes qw(sleep time);
 use Test::More;
 use MpnRedis;
 
-our @EXPORT = qw(free_port);
+our @EXPORT = qw(free_port status header poll);
 
 sub free_port { MpnRedis::free_port() }
 
@@ -237,6 +237,23 @@ sub http_get {
     my ($self, $uri, %h) = @_;
     my $headers = join '', map { "$_: $h{$_}\r\n" } sort keys %h;
     return $self->http("GET $uri HTTP/1.0\r\nHost: localhost\r\n$headers\r\n");
+}
+
+# the status code of a raw response
+sub status { ($_[0] =~ m{^HTTP/1\.\d (\d+)})[0] // 0 }
+
+# a header of a raw response, or undef
+sub header { my ($r, $h) = @_; ($r =~ /^\Q$h\E: ([^\r\n]*)/mi)[0] }
+
+# poll(sub { ... }, SECONDS): true once the check holds, false at the end
+sub poll {
+    my ($what, $secs) = @_;
+    my $end = time + $secs;
+    while (time < $end) {
+        return 1 if $what->();
+        sleep 0.05;
+    }
+    return 0;
 }
 
 # --- checks -------------------------------------------------------------
