@@ -903,7 +903,6 @@ ngx_http_mpn_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_sec_value(conf->remind, prev->remind, 30 * 86400);
     ngx_conf_merge_uint_value(conf->fail, prev->fail,
                               NGX_HTTP_MPN_FAIL_CLOSED);
-    ngx_conf_merge_value(conf->status, prev->status, 0);
 
     conf->require.tier = conf->require_tier;
 

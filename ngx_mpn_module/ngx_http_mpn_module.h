@@ -91,7 +91,7 @@ typedef struct {
     time_t                     remind;
     ngx_uint_t                 fail;
 
-    ngx_flag_t                 status;       /* mpn_status */
+    ngx_flag_t                 status;       /* mpn_status given here */
 
     mpn_require_t              require;      /* built at merge time */
 } ngx_http_mpn_loc_conf_t;
@@ -156,7 +156,6 @@ ngx_int_t ngx_http_mpn_token_identify(ngx_http_request_t *r,
 /* ngx_http_mpn_variables.c */
 
 ngx_int_t ngx_http_mpn_add_variables(ngx_conf_t *cf);
-ngx_int_t ngx_http_mpn_return_url(ngx_http_request_t *r, ngx_str_t *url);
 
 /* a file named in a directive, read whole at configuration time */
 

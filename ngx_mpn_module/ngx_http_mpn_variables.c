@@ -27,6 +27,8 @@ static ngx_int_t ngx_http_mpn_cache_status_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_mpn_return_url_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_mpn_return_url(ngx_http_request_t *r,
+    ngx_str_t *url);
 static void ngx_http_mpn_set_string(ngx_http_variable_value_t *v,
     u_char *data, size_t len);
 
@@ -304,7 +306,7 @@ ngx_http_mpn_return_url_variable(ngx_http_request_t *r,
  * which a browser could read as "//host", becomes a single "/".
  */
 
-ngx_int_t
+static ngx_int_t
 ngx_http_mpn_return_url(ngx_http_request_t *r, ngx_str_t *url)
 {
     u_char      c, *p, *s, *end;
