@@ -39,6 +39,14 @@ sub subscribers {
     return ref $r ? $r->[1] : 0;
 }
 
+# workers that have taken their SUBSCRIBE confirmation (and marked any
+# gap): Redis counts a subscriber a moment before its worker knows
+sub listening {
+    my ($t) = @_;
+    my @n = $t->error_log =~ /subscriber: listening on/g;
+    return scalar @n;
+}
+
 sub worker_pids {
     my ($t, $n) = @_;
     my %pid;
@@ -124,7 +132,8 @@ subtest 'the only worker dies: entries cached before count as expired' => sub {
     kill 'KILL', $victim;
     ok(poll(sub {
         my $r = eval { $t->http_get('/gated/x') } // '';
-        (header($r, 'X-Pid') // $victim) != $victim && subscribers($t) == 1;
+        (header($r, 'X-Pid') // $victim) != $victim && subscribers($t) == 1
+            && listening($t) == 2;
     }, 5), 'a new worker took over and subscribed');
     is(cache_of($t, 'active'), 'EXPIRED',
         'nobody listened in between: refetched');
@@ -144,7 +153,8 @@ subtest 'the subscription is lost: refetch on the next request, STALE still' => 
     $t->redis('SET', 'mpn:partner:active', $LAPSED);
     is($t->redis('CLIENT', 'KILL', 'TYPE', 'pubsub'), 2,
         'both subscriber connections killed');
-    ok(poll(sub { subscribers($t) == 2 }, 3), 'both resubscribed');
+    ok(poll(sub { subscribers($t) == 2 && listening($t) == 4 }, 3),
+        'both resubscribed');
 
     my ($code, $mpn, $cache) = get_id($t, 'active');
     is("$cache $mpn", 'EXPIRED renew/lapsed',
