@@ -139,9 +139,21 @@ mpn_token_verify(const mpn_keyset_t *ks, const char *tok, size_t len,
     int64_t now, const mpn_token_opts_t *opts, char *id, size_t *id_len,
     const char **why)
 {
+    int64_t  exp, nbf;
+
+    return mpn_token_verify_times(ks, tok, len, now, opts, id, id_len, &exp,
+                                  &nbf, why);
+}
+
+
+int
+mpn_token_verify_times(const mpn_keyset_t *ks, const char *tok, size_t len,
+    int64_t now, const mpn_token_opts_t *opts, char *id, size_t *id_len,
+    int64_t *exp_out, int64_t *nbf_out, const char **why)
+{
     int             rc;
     size_t          plen, n;
-    int64_t         exp, nbf, leeway;
+    int64_t         exp, nbf;
     json_t         *claims, *v;
     const char     *claim, *s;
     unsigned char   payload[MPN_TOKEN_MAX];
@@ -242,6 +254,32 @@ mpn_token_verify(const mpn_keyset_t *ks, const char *tok, size_t len,
         goto done;
     }
 
+    rc = mpn_token_check_times(exp, nbf, now, opts, why);
+    if (rc != MPN_TOKEN_OK) {
+        goto done;
+    }
+
+    memcpy(id, s, n);
+    id[n] = '\0';
+    *id_len = n;
+
+    *exp_out = exp;
+    *nbf_out = nbf;
+
+done:
+
+    json_decref(claims);
+
+    return rc;
+}
+
+
+int
+mpn_token_check_times(int64_t exp, int64_t nbf, int64_t now,
+    const mpn_token_opts_t *opts, const char **why)
+{
+    int64_t  leeway;
+
     leeway = (opts != NULL) ? opts->leeway : 0;
 
     if (leeway < 0) {
@@ -253,27 +291,17 @@ mpn_token_verify(const mpn_keyset_t *ks, const char *tok, size_t len,
 
     if (now < INT64_MAX - leeway && nbf > now + leeway) {
         *why = "not yet valid";
-        goto done;
+        return MPN_TOKEN_BAD;
     }
 
     if (now > INT64_MIN + leeway && exp <= now - leeway) {
         *why = "expired";
-        rc = MPN_TOKEN_EXPIRED;
-        goto done;
+        return MPN_TOKEN_EXPIRED;
     }
 
-    memcpy(id, s, n);
-    id[n] = '\0';
-    *id_len = n;
-
     *why = "ok";
-    rc = MPN_TOKEN_OK;
 
-done:
-
-    json_decref(claims);
-
-    return rc;
+    return MPN_TOKEN_OK;
 }
 
 

@@ -64,6 +64,17 @@ int mpn_token_verify(const mpn_keyset_t *ks, const char *tok, size_t len,
     int64_t now, const mpn_token_opts_t *opts, char *id, size_t *id_len,
     const char **why);
 
+/* The same, and on MPN_TOKEN_OK the token's exp and nbf (0 when absent),
+ * so that a cache of verified tokens can check them again at each use. */
+int mpn_token_verify_times(const mpn_keyset_t *ks, const char *tok,
+    size_t len, int64_t now, const mpn_token_opts_t *opts, char *id,
+    size_t *id_len, int64_t *exp, int64_t *nbf, const char **why);
+
+/* The time checks of mpn_token_verify alone: MPN_TOKEN_OK, _EXPIRED
+ * ("expired") or _BAD ("not yet valid"), with opts->leeway. */
+int mpn_token_check_times(int64_t exp, int64_t nbf, int64_t now,
+    const mpn_token_opts_t *opts, const char **why);
+
 /* The signature layer alone: header checks, key choice and signature, no
  * claims.  The decoded payload goes into payload (size bytes; at least
  * MPN_TOKEN_MAX is always enough).  Returns MPN_TOKEN_OK, _NONE or _BAD.

@@ -105,6 +105,13 @@ static ngx_command_t  ngx_http_mpn_commands[] = {
       0,
       NULL },
 
+    { ngx_string("mpn_token_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_mpn_token_cache_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("mpn_token_claim"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
@@ -782,6 +789,7 @@ ngx_http_mpn_create_main_conf(ngx_conf_t *cf)
      *     mcf->cache = NULL;
      *     mcf->status_zone = NULL;
      *     mcf->status_used = 0;
+     *     mcf->token_cache = 0;
      */
 
     return mcf;
@@ -1433,6 +1441,8 @@ static void
 ngx_http_mpn_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_mpn_main_conf_t  *mcf;
+
+    ngx_http_mpn_token_cache_exit_process();
 
     mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_mpn_module);
 

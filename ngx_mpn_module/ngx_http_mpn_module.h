@@ -18,6 +18,8 @@
 #define NGX_HTTP_MPN_FAIL_CLOSED  0
 #define NGX_HTTP_MPN_FAIL_OPEN    1
 
+#define NGX_HTTP_MPN_TOKEN_CACHE_OFF  -1
+
 /* $mpn_cache_status */
 #define NGX_HTTP_MPN_CACHE_BYPASS   0
 #define NGX_HTTP_MPN_CACHE_MISS     1
@@ -63,6 +65,7 @@ typedef struct {
     ngx_http_mpn_cache_t      *cache;        /* NULL: no mpn_cache */
     ngx_shm_zone_t            *status_zone;  /* the counters */
     ngx_flag_t                 status_used;  /* an mpn_status location */
+    ssize_t                    token_cache;  /* bytes; 0 unset, -1 off */
 } ngx_http_mpn_main_conf_t;
 
 
@@ -77,6 +80,7 @@ typedef struct {
     ngx_str_t                  token_audience;
     time_t                     token_leeway;
     mpn_token_opts_t           token_opts;   /* built at merge time */
+    void                      *token_scope;  /* verifies alike: the same */
 
     ngx_uint_t                 require_tier;
     ngx_array_t               *require_benefits;  /* of mpn_str_t */
@@ -152,6 +156,17 @@ char *ngx_http_mpn_token_merge(ngx_conf_t *cf, ngx_http_mpn_loc_conf_t *prev,
     ngx_http_mpn_loc_conf_t *conf);
 ngx_int_t ngx_http_mpn_token_identify(ngx_http_request_t *r,
     ngx_http_mpn_loc_conf_t *lcf, ngx_http_mpn_ctx_t *ctx);
+
+/* ngx_http_mpn_token_cache.c: verified tokens remembered per worker */
+
+char *ngx_http_mpn_token_cache_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+int ngx_http_mpn_token_cache_verify(ngx_http_request_t *r,
+    ngx_http_mpn_loc_conf_t *lcf, ngx_str_t *token, char *id, size_t *len,
+    const char **why);
+/* call whenever a key set in use is replaced (a reload does it itself) */
+void ngx_http_mpn_token_cache_keys_changed(void);
+void ngx_http_mpn_token_cache_exit_process(void);
 
 /* ngx_http_mpn_variables.c */
 

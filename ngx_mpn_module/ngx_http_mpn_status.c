@@ -100,7 +100,11 @@ static ngx_http_mpn_metric_t  ngx_http_mpn_counters[] = {
     { "reconnects", "mpn_redis_reconnects_total",
       "Lookup connections to Redis re-established after a loss." },
     { "invalidations", "mpn_invalidations_total",
-      "Invalidation messages received on the channel." }
+      "Invalidation messages received on the channel." },
+    { "hits", "mpn_token_cache_hits_total",
+      "Tokens found among those a worker verified before." },
+    { "misses", "mpn_token_cache_misses_total",
+      "Tokens not found there, so verified." }
 };
 
 
@@ -478,8 +482,19 @@ ngx_http_mpn_status_json(u_char *p, ngx_http_mpn_stats_t *st,
                     st->latency_sum / 1000000, st->latency_sum % 1000000,
                     count);
 
-    p = ngx_sprintf(p, "\"invalidations\":%uA}\n",
+    p = ngx_sprintf(p, "\"invalidations\":%uA,\"token_cache\":{",
                     st->counters[NGX_HTTP_MPN_STAT_INVALIDATIONS]);
+
+    for (i = NGX_HTTP_MPN_STAT_TOKEN_CACHE_HITS;
+         i <= NGX_HTTP_MPN_STAT_TOKEN_CACHE_MISSES;
+         i++)
+    {
+        p = ngx_sprintf(p, "%s\"%s\":%uA",
+                        i == NGX_HTTP_MPN_STAT_TOKEN_CACHE_HITS ? "" : ",",
+                        ngx_http_mpn_counters[i].json, st->counters[i]);
+    }
+
+    p = ngx_sprintf(p, "}}\n");
 
     return p;
 }

@@ -64,6 +64,8 @@ ngx_http_mpn_token_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     cln->handler = ngx_http_mpn_token_keys_free;
     cln->data = lcf->token_keys;
 
+    ngx_http_mpn_token_cache_keys_changed();
+
     return NGX_CONF_OK;
 }
 
@@ -105,6 +107,21 @@ ngx_http_mpn_token_merge(ngx_conf_t *cf, ngx_http_mpn_loc_conf_t *prev,
                                 ? (char *) conf->token_audience.data : NULL;
     conf->token_opts.leeway = conf->token_leeway;
 
+    /* locations that verify alike share their cached tokens (the leeway
+     * is applied at each use, so it may differ) */
+
+    if (conf->token_keys == prev->token_keys
+        && conf->token_claim.data == prev->token_claim.data
+        && conf->token_issuer.data == prev->token_issuer.data
+        && conf->token_audience.data == prev->token_audience.data)
+    {
+        conf->token_scope = (prev->token_scope != NULL) ? prev->token_scope
+                                                        : prev;
+
+    } else {
+        conf->token_scope = conf;
+    }
+
     if (conf->token != NULL && conf->token_keys == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"mpn_token\" is set but \"mpn_token_keys\" "
@@ -145,9 +162,8 @@ ngx_http_mpn_token_identify(ngx_http_request_t *r,
     why = "";
     len = 0;
 
-    rc = mpn_token_verify(lcf->token_keys, (char *) token.data, token.len,
-                          (int64_t) ngx_time(), &lcf->token_opts,
-                          (char *) p, &len, &why);
+    rc = ngx_http_mpn_token_cache_verify(r, lcf, &token, (char *) p, &len,
+                                         &why);
 
     switch (rc) {
 

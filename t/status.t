@@ -184,7 +184,8 @@ subtest 'JSON and Prometheus, two workers, counted once each' => sub {
         mpn_cache_bytes_total => 'gauge', mpn_redis_requests_total => 'counter',
         mpn_redis_errors_total => 'counter', mpn_redis_timeouts_total => 'counter',
         mpn_redis_reconnects_total => 'counter',
-        mpn_redis_latency_seconds => 'histogram', mpn_invalidations_total => 'counter');
+        mpn_redis_latency_seconds => 'histogram', mpn_invalidations_total => 'counter',
+        mpn_token_cache_hits_total => 'counter', mpn_token_cache_misses_total => 'counter');
     is_deeply({ map { $_ => $p->{$_}{type} } keys %$p }, \%types,
         'exactly the metrics of section 8, with their types');
     ok((grep { $p->{$_}{help} } keys %$p) == keys %types, 'each with a HELP');
