@@ -16,7 +16,7 @@ $(shell mkdir -p $(BUILD); echo $(MOD_SRCS) | cmp -s - $(SRC_LIST) \
 	|| echo $(MOD_SRCS) > $(SRC_LIST))
 PURE_SRCS    := $(wildcard ngx_mpn_module/mpn_*.c)
 PURE_HDRS    := $(wildcard ngx_mpn_module/mpn_*.h)
-PURE_LIBS    := -ljansson -lcrypto -lm
+PURE_LIBS    := -lhiredis -ljansson -lcrypto -lm
 FUZZ_SECONDS ?= 60
 
 # Debian packages the build, the tests, the fuzzers and the benchmarks need
