@@ -159,6 +159,7 @@ mpn_decide(const mpn_record_t *rec, const mpn_require_t *req,
         mpn_match_tier(&m, req->tier);
 
         if (mpn_match_decide(&m, MPN_R_TIER, out, &relied, &in_grace)) {
+            out->unmet = MPN_R_TIER;
             return;
         }
     }
@@ -168,6 +169,8 @@ mpn_decide(const mpn_record_t *rec, const mpn_require_t *req,
         mpn_match_benefit(&m, &req->benefits[b]);
 
         if (mpn_match_decide(&m, MPN_R_BENEFIT, out, &relied, &in_grace)) {
+            out->unmet = MPN_R_BENEFIT;
+            out->unmet_benefit = b;
             return;
         }
     }
@@ -178,6 +181,7 @@ mpn_decide(const mpn_record_t *rec, const mpn_require_t *req,
 
         if (mpn_match_decide(&m, MPN_R_COMPETENCY, out, &relied, &in_grace))
         {
+            out->unmet = MPN_R_COMPETENCY;
             return;
         }
     }
@@ -223,6 +227,8 @@ mpn_decision_set(mpn_decision_t *out, unsigned decision, unsigned reason)
     out->days_left = 0;
     out->auto_renew = -1;
     out->remind = 0;
+    out->unmet = MPN_R_OK;
+    out->unmet_benefit = 0;
 }
 
 

@@ -77,6 +77,12 @@ typedef struct {
     int64_t   days_left;
     int       auto_renew;       /* 1, 0, or -1 when not a subscription */
     int       remind;           /* $mpn_remind */
+    unsigned  unmet;            /* the requirement that refused, for the
+                                   log: MPN_R_TIER, MPN_R_BENEFIT or
+                                   MPN_R_COMPETENCY (also behind lapsed
+                                   and cancelled); MPN_R_OK: none */
+    size_t    unmet_benefit;    /* with MPN_R_BENEFIT: its index in
+                                   req->benefits */
 } mpn_decision_t;
 
 

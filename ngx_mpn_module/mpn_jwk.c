@@ -66,6 +66,7 @@ static int mpn_jwk_bn(OSSL_PARAM_BLD *bld, BIGNUM **bns, int *nbn,
 static EVP_PKEY *mpn_jwk_fromdata(const char *type, OSSL_PARAM_BLD *bld,
     int selection);
 static void mpn_jwk_free(mpn_jwk_t *key);
+static int mpn_jwk_has_private_members(json_t *obj);
 static mpn_keyset_t *mpn_keyset_parse(const char *json, size_t len,
     int want_private, char *err, size_t err_len, mpn_token_warn_pt warn,
     void *warn_data);
@@ -175,6 +176,24 @@ mpn_keyset_count(const mpn_keyset_t *ks)
 }
 
 
+/* RFC 7518 sections 6.2.2, 6.3.2 and RFC 8037 section 2 */
+
+static int
+mpn_jwk_has_private_members(json_t *obj)
+{
+    size_t              i;
+    static const char  *members[] = { "d", "p", "q", "dp", "dq", "qi", "oth" };
+
+    for (i = 0; i < sizeof(members) / sizeof(members[0]); i++) {
+        if (json_object_get(obj, members[i]) != NULL) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 static mpn_keyset_t *
 mpn_keyset_parse(const char *json, size_t len, int want_private, char *err,
     size_t err_len, mpn_token_warn_pt warn, void *warn_data)
@@ -257,6 +276,23 @@ mpn_keyset_parse(const char *json, size_t len, int want_private, char *err,
             }
 
             continue;
+        }
+
+        /* a verifier needs only the public half of an asymmetric key; a
+         * file that holds the private half can sign tokens too */
+
+        if (!want_private && warn != NULL
+            && ks->keys[ks->nkeys].kty != MPN_KTY_OCT
+            && mpn_jwk_has_private_members(obj))
+        {
+            snprintf(line, sizeof(line), "key %zu%s%.64s%s holds private "
+                     "members: give nginx only the public half "
+                     "(mpnctl pubkeys)", index,
+                     ks->keys[ks->nkeys].kid != NULL ? " (kid \"" : "",
+                     ks->keys[ks->nkeys].kid != NULL
+                         ? ks->keys[ks->nkeys].kid : "",
+                     ks->keys[ks->nkeys].kid != NULL ? "\")" : "");
+            warn(warn_data, line);
         }
 
         ks->nkeys++;

@@ -7,6 +7,7 @@
 #include "mpn_token.h"
 #include "mpn_jwk.h"
 #include "mpn_b64url.h"
+#include "mpn_record.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/rsa.h>
 
 
@@ -43,7 +45,7 @@ static int mpn_token_digest(const mpn_keyset_t *ks, int md,
 static int mpn_token_time(json_t *v, int round_up, int64_t *t);
 static int mpn_token_audience(json_t *aud, const char *audience);
 static int mpn_token_string_is(json_t *v, const char *s);
-static int mpn_token_id_valid(const char *id, size_t len);
+static void mpn_token_strip_bearer(const char **tok, size_t *len);
 static int mpn_token_sign_input(const mpn_keyset_t *ks, const mpn_jwk_t *key,
     int alg, const char *input, size_t input_len, unsigned char *sig,
     size_t *sig_len);
@@ -168,15 +170,7 @@ mpn_token_verify_times(const mpn_keyset_t *ks, const char *tok, size_t len,
         return MPN_TOKEN_BAD;
     }
 
-    if (len > 6 && strncasecmp(tok, "bearer", 6) == 0 && tok[6] == ' ') {
-        tok += 7;
-        len -= 7;
-
-        while (len > 0 && *tok == ' ') {
-            tok++;
-            len--;
-        }
-    }
+    mpn_token_strip_bearer(&tok, &len);
 
     rc = mpn_token_verify_jws(ks, tok, len, payload, sizeof(payload), &plen,
                               why);
@@ -246,16 +240,20 @@ mpn_token_verify_times(const mpn_keyset_t *ks, const char *tok, size_t len,
         goto done;
     }
 
+    /* a string that is no partner id is decided once the token is
+     * otherwise known good: bad_identity, not bad_token */
+
     s = json_string_value(v);
     n = json_string_length(v);
 
-    if (!mpn_token_id_valid(s, n)) {
-        *why = "bad partner claim";
+    rc = mpn_token_check_times(exp, nbf, now, opts, why);
+    if (rc != MPN_TOKEN_OK) {
         goto done;
     }
 
-    rc = mpn_token_check_times(exp, nbf, now, opts, why);
-    if (rc != MPN_TOKEN_OK) {
+    if (!mpn_partner_id_valid(s, n)) {
+        *why = "partner claim is not a partner id";
+        rc = MPN_TOKEN_BAD_ID;
         goto done;
     }
 
@@ -304,6 +302,101 @@ mpn_token_check_times(int64_t exp, int64_t nbf, int64_t now,
     return MPN_TOKEN_OK;
 }
 
+
+void
+mpn_token_describe(const char *tok, size_t len, char *kid, size_t kid_size,
+    char *hash)
+{
+    size_t          i, n, hlen;
+    json_t         *hdr, *v;
+    const char     *dot, *s;
+    unsigned int    md_len;
+    unsigned char   md[EVP_MAX_MD_SIZE];
+    unsigned char   buf[MPN_TOKEN_MAX];
+    static const char  hex[] = "0123456789abcdef";
+
+    mpn_token_strip_bearer(&tok, &len);
+
+    if (kid_size > 0) {
+        kid[0] = '\0';
+    }
+
+    hash[0] = '\0';
+
+    if (EVP_Digest(tok, len, md, &md_len, EVP_sha256(), NULL) == 1) {
+        for (i = 0; i < MPN_TOKEN_HASH_HEX / 2; i++) {
+            hash[2 * i] = hex[md[i] >> 4];
+            hash[2 * i + 1] = hex[md[i] & 0xf];
+        }
+
+        hash[MPN_TOKEN_HASH_HEX] = '\0';
+    }
+
+    if (kid_size == 0 || len > MPN_TOKEN_MAX) {
+        return;
+    }
+
+    dot = memchr(tok, '.', len);
+    hlen = (dot != NULL) ? (size_t) (dot - tok) : 0;
+
+    if (hlen == 0 || mpn_b64url_decode(tok, hlen, buf, &n) != 0) {
+        return;
+    }
+
+    hdr = json_loadb((const char *) buf, n, JSON_REJECT_DUPLICATES, NULL);
+    if (hdr == NULL) {
+        return;
+    }
+
+    v = json_object_get(hdr, "kid");
+
+    if (json_is_string(v)) {
+        s = json_string_value(v);
+        n = json_string_length(v);
+
+        if (n > kid_size - 1) {
+            n = kid_size - 1;
+        }
+
+        /* printable ASCII only: a kid must not forge or split a log line */
+
+        for (i = 0; i < n; i++) {
+            kid[i] = (s[i] > 0x20 && s[i] < 0x7f && s[i] != '"'
+                      && s[i] != '\\')
+                     ? s[i] : '?';
+        }
+
+        kid[n] = '\0';
+    }
+
+    json_decref(hdr);
+}
+
+
+/* "Bearer" in any case, then one or more spaces */
+
+static void
+mpn_token_strip_bearer(const char **tok, size_t *len)
+{
+    const char  *t;
+    size_t       n;
+
+    t = *tok;
+    n = *len;
+
+    if (n > 6 && strncasecmp(t, "bearer", 6) == 0 && t[6] == ' ') {
+        t += 7;
+        n -= 7;
+
+        while (n > 0 && *t == ' ') {
+            t++;
+            n--;
+        }
+    }
+
+    *tok = t;
+    *len = n;
+}
 
 static int
 mpn_token_header(const mpn_keyset_t *ks, const unsigned char *p, size_t len,
@@ -728,33 +821,6 @@ mpn_token_string_is(json_t *v, const char *s)
 
     return json_string_length(v) == n
            && memcmp(json_string_value(v), s, n) == 0;
-}
-
-
-/* ^[A-Za-z0-9._-]{1,64}$ */
-
-static int
-mpn_token_id_valid(const char *id, size_t len)
-{
-    size_t  i;
-    char    c;
-
-    if (len == 0 || len > MPN_TOKEN_ID_MAX) {
-        return 0;
-    }
-
-    for (i = 0; i < len; i++) {
-        c = id[i];
-
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
-              || (c >= '0' && c <= '9') || c == '.' || c == '_'
-              || c == '-'))
-        {
-            return 0;
-        }
-    }
-
-    return 1;
 }
 
 

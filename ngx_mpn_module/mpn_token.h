@@ -18,13 +18,17 @@
 #define MPN_TOKEN_MAX     8192       /* longer tokens are bad, undecoded */
 #define MPN_TOKEN_ID_MAX  64         /* the partner id buffer holds 65 */
 #define MPN_TOKEN_KID_MAX 255
+#define MPN_TOKEN_HASH_HEX 8         /* hex digits of a token's log hash */
 
 
 enum {
     MPN_TOKEN_OK = 0,
     MPN_TOKEN_NONE,                  /* empty value: no_token */
     MPN_TOKEN_EXPIRED,               /* otherwise valid: token_expired */
-    MPN_TOKEN_BAD                    /* anything else: bad_token */
+    MPN_TOKEN_BAD,                   /* anything else: bad_token */
+    MPN_TOKEN_BAD_ID                 /* valid, but the partner claim is a
+                                        string that is no partner id:
+                                        bad_identity */
 };
 
 
@@ -57,7 +61,8 @@ size_t mpn_keyset_count(const mpn_keyset_t *ks);
 /* Verifies a compact JWS and its claims.  A leading "Bearer" (any case)
  * followed by one or more spaces is stripped.  On MPN_TOKEN_OK, id gets
  * the partner id (MPN_TOKEN_ID_MAX + 1 bytes, NUL-terminated) and *id_len
- * its length.  Otherwise *why is a static string in words ("signature
+ * its length.  MPN_TOKEN_BAD_ID: every check passed but the partner claim
+ * is a string that does not match ^[A-Za-z0-9._-]{1,64}$.  Otherwise *why is a static string in words ("signature
  * mismatch", "unknown kid", "alg none", "expired", ...) that never holds
  * any byte of the token. */
 int mpn_token_verify(const mpn_keyset_t *ks, const char *tok, size_t len,
@@ -74,6 +79,15 @@ int mpn_token_verify_times(const mpn_keyset_t *ks, const char *tok,
  * ("expired") or _BAD ("not yet valid"), with opts->leeway. */
 int mpn_token_check_times(int64_t exp, int64_t nbf, int64_t now,
     const mpn_token_opts_t *opts, const char **why);
+
+/* What may be logged of a rejected token, and nothing else of it: the
+ * "kid" of its JOSE header when the header decodes (printable ASCII, with
+ * '"' and '\\' shown as '?', cut to kid_size - 1 bytes; else "") and in
+ * hash the first MPN_TOKEN_HASH_HEX hex digits of the SHA-256 of the token
+ * past any "Bearer " (hash holds MPN_TOKEN_HASH_HEX + 1 bytes).  The hash
+ * is enough to match two log lines about one token. */
+void mpn_token_describe(const char *tok, size_t len, char *kid,
+    size_t kid_size, char *hash);
 
 /* The signature layer alone: header checks, key choice and signature, no
  * claims.  The decoded payload goes into payload (size bytes; at least

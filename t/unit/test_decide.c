@@ -777,15 +777,56 @@ benefits_are_checked_in_order_before_competency(void **state)
     req.benefits = names("absent", "lapsed");
     d = decide(rec, &req, NOW);
     expect(&d, MPN_UPGRADE, MPN_R_BENEFIT);
+    assert_int_equal(d.unmet, MPN_R_BENEFIT);
+    assert_int_equal(d.unmet_benefit, 0);
 
     req.benefits = names("lapsed", "absent");
     d = decide(rec, &req, NOW);
     expect(&d, MPN_RENEW, MPN_R_LAPSED);
     expect_grant(rec, &d, "x");
+    assert_int_equal(d.unmet, MPN_R_BENEFIT);
+    assert_int_equal(d.unmet_benefit, 0);
+
+    req.benefits = names("held", "lapsed");
+    d = decide(rec, &req, NOW);
+    expect(&d, MPN_RENEW, MPN_R_LAPSED);
+    assert_int_equal(d.unmet, MPN_R_BENEFIT);
+    assert_int_equal(d.unmet_benefit, 1);
 
     req.benefits = names("held", "held");
     d = decide(rec, &req, NOW);
     expect(&d, MPN_UPGRADE, MPN_R_COMPETENCY);
+    assert_int_equal(d.unmet, MPN_R_COMPETENCY);
+}
+
+
+/* the log names what was missing: the requirement behind a refusal */
+
+static void
+unmet_requirement_is_named_only_when_one_refused(void **state)
+{
+    mpn_require_t        req;
+    mpn_decision_t       d;
+    const mpn_record_t  *rec;
+
+    (void) state;
+
+    rec = record(NET "\"subscriptions\":{" AP("expired", , "true", "\"vsts\":1")
+                 "}", at(-DAY));
+
+    req = require(MPN_TIER_ACTION_PACK);
+    d = decide(rec, &req, NOW);
+    expect(&d, MPN_RENEW, MPN_R_LAPSED);
+    assert_int_equal(d.unmet, MPN_R_TIER);
+
+    req = require(MPN_TIER_NETWORK);
+    d = decide(rec, &req, NOW);
+    expect(&d, MPN_ALLOW, MPN_R_OK);
+    assert_int_equal(d.unmet, MPN_R_OK);
+
+    d = decide(NULL, &req, NOW);
+    expect(&d, MPN_UPGRADE, MPN_R_NOT_MEMBER);
+    assert_int_equal(d.unmet, MPN_R_OK);
 }
 
 
@@ -1358,6 +1399,7 @@ main(void)
         T(competency_without_end_never_lapses),
         T(tier_is_checked_before_benefits_and_competency),
         T(benefits_are_checked_in_order_before_competency),
+        T(unmet_requirement_is_named_only_when_one_refused),
         T(grace_zero_lapses_exactly_at_end),
         T(grace_starts_exactly_at_end_and_ends_at_end_plus_grace),
         T(competency_in_grace_is_allow_grace),

@@ -1493,25 +1493,47 @@ test_partner_claim_must_match_the_id_pattern(void **state)
 
     mpn_token_opts_t  pid = { "partner_id", NULL, NULL, 0 };
 
-    static const char  *bad[] = {
+    /* a string that is no partner id: the token is good, the identity
+     * is not (spec section 4: bad_identity) */
+    static const char  *bad_id[] = {
         "{\"sub\":\"a b\",\"exp\":2000000000}",
         "{\"sub\":\"\",\"exp\":2000000000}",
         "{\"sub\":\"a/b\",\"exp\":2000000000}",
         "{\"sub\":\"caf\\u00e9\",\"exp\":2000000000}",
-        "{\"sub\":12345,\"exp\":2000000000}",
         "{\"sub\":\"x*\",\"exp\":2000000000}",
         "{\"sub\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-        "aaaaaaaa\",\"exp\":2000000000}",
+        "aaaaaaaa\",\"exp\":2000000000}"
+    };
+
+    /* no claim, or not a string: the token itself is bad */
+    static const char  *bad_token[] = {
+        "{\"sub\":12345,\"exp\":2000000000}",
         "{\"exp\":2000000000}"
     };
 
     (void) state;
 
-    for (i = 0; i < 8; i++) {
-        t = sign("oct1", "HS384", bad[i]);
+    for (i = 0; i < 6; i++) {
+        t = sign("oct1", "HS384", bad_id[i]);
+        why = NULL;
+        assert_int_equal(verify(K.ks, t, NOW, NULL, &why), MPN_TOKEN_BAD_ID);
+        assert_string_equal(why, "partner claim is not a partner id");
+        free(t);
+    }
+
+    for (i = 0; i < 2; i++) {
+        t = sign("oct1", "HS384", bad_token[i]);
         assert_bad(K.ks, t, NOW, NULL, NULL);
         free(t);
     }
+
+    /* the rest of the token is checked first: expired stays expired, a
+     * bad signature stays bad */
+    t = sign("oct1", "HS384", "{\"sub\":\"a b\",\"exp\":1000}");
+    assert_int_equal(verify(K.ks, t, NOW, NULL, NULL), MPN_TOKEN_EXPIRED);
+    t[strlen(t) - 2] ^= 1;
+    assert_bad(K.ks, t, NOW, NULL, NULL);
+    free(t);
 
     /* 64 characters is the maximum */
     t = sign("oct1", "HS384",
@@ -1525,6 +1547,57 @@ test_partner_claim_must_match_the_id_pattern(void **state)
     rc = mpn_token_verify(K.ks, t, strlen(t), NOW, &pid, id, &id_len, &why);
     assert_int_equal(rc, MPN_TOKEN_OK);
     assert_string_equal(id, "4412345");
+    free(t);
+}
+
+
+/* a rejected token is described by its kid and a short hash, no more */
+
+static void
+test_describe_gives_kid_and_hash_only(void **state)
+{
+    char   *t, *bearer, kid[65], hash[MPN_TOKEN_HASH_HEX + 1];
+    char    hash2[MPN_TOKEN_HASH_HEX + 1];
+    size_t  i;
+
+    (void) state;
+
+    t = sign("oct1", "HS256", claims(""));
+
+    mpn_token_describe(t, strlen(t), kid, sizeof(kid), hash);
+    assert_string_equal(kid, "oct1");
+    assert_int_equal(strlen(hash), MPN_TOKEN_HASH_HEX);
+
+    for (i = 0; i < MPN_TOKEN_HASH_HEX; i++) {
+        assert_non_null(strchr("0123456789abcdef", hash[i]));
+    }
+
+    /* the same token behind "Bearer " hashes the same */
+    bearer = malloc(strlen(t) + 10);
+    assert_non_null(bearer);
+    sprintf(bearer, "BEARER  %s", t);
+    mpn_token_describe(bearer, strlen(bearer), kid, sizeof(kid), hash2);
+    assert_string_equal(hash, hash2);
+    free(bearer);
+
+    /* one changed byte, another hash */
+    t[strlen(t) - 1] ^= 1;
+    mpn_token_describe(t, strlen(t), kid, sizeof(kid), hash2);
+    assert_string_not_equal(hash, hash2);
+    free(t);
+
+    /* a secret that is no JWS: no kid, and no byte of it */
+    mpn_token_describe("supersecretpassword", 19, kid, sizeof(kid), hash);
+    assert_string_equal(kid, "");
+    assert_null(strstr(hash, "super"));
+
+    /* a kid that would split or forge a log line is defused, and cut */
+    t = raw_token("{\"alg\":\"HS256\",\"kid\":\"a\\n\\\"b c\"}",
+                  claims(""), "AAAA");
+    mpn_token_describe(t, strlen(t), kid, 4, hash);
+    assert_string_equal(kid, "a??");
+    mpn_token_describe(t, strlen(t), kid, sizeof(kid), hash);
+    assert_string_equal(kid, "a??b?c");
     free(t);
 }
 
@@ -1929,6 +2002,34 @@ test_jwks_skips_enc_and_unsupported_keys_with_a_warning(void **state)
 }
 
 
+/* nginx gets the public half; a signer's file is warned about, key by
+ * key (an oct key has no public half and is not) */
+
+static void
+test_jwks_private_members_of_asymmetric_keys_warn(void **state)
+{
+    mpn_keyset_t  *ks;
+
+    (void) state;
+
+    warned = 0;
+    ks = mpn_keyset_load(K.priv, strlen(K.priv), err, sizeof(err), warn,
+                         NULL);
+    assert_non_null(ks);
+    assert_int_equal(mpn_keyset_count(ks), 5);
+    assert_int_equal(warned, 4);
+    assert_string_equal(warning, "key 4 (kid \"ed1\") holds private members: "
+                        "give nginx only the public half (mpnctl pubkeys)");
+    mpn_keyset_free(ks);
+
+    warned = 0;
+    ks = mpn_keyset_load(K.pub, strlen(K.pub), err, sizeof(err), warn, NULL);
+    assert_non_null(ks);
+    assert_int_equal(warned, 0);
+    mpn_keyset_free(ks);
+}
+
+
 static void
 test_jwks_private_members_are_not_needed_to_verify(void **state)
 {
@@ -1989,6 +2090,7 @@ main(void)
         cmocka_unit_test(
             test_audience_string_or_array_checked_when_configured),
         cmocka_unit_test(test_partner_claim_must_match_the_id_pattern),
+        cmocka_unit_test(test_describe_gives_kid_and_hash_only),
         cmocka_unit_test(test_alg_must_agree_with_key_kty_and_crv),
         cmocka_unit_test(test_jwk_alg_when_present_must_equal_header_alg),
         cmocka_unit_test(test_hs256_signed_with_rsa_public_pem_is_rejected),
@@ -2001,6 +2103,7 @@ main(void)
         cmocka_unit_test(test_jwks_errors_name_the_key_index),
         cmocka_unit_test(
             test_jwks_skips_enc_and_unsupported_keys_with_a_warning),
+        cmocka_unit_test(test_jwks_private_members_of_asymmetric_keys_warn),
         cmocka_unit_test(test_jwks_private_members_are_not_needed_to_verify),
     };
 
