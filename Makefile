@@ -20,10 +20,11 @@ PURE_LIBS    := -lhiredis -ljansson -lcrypto -lm
 FUZZ_SECONDS ?= 60
 
 # Debian packages the build, the tests, the fuzzers and the benchmarks need
+# (prometheus for promtool, which lints the status page in t/status.t)
 DEPS_PKGS := build-essential nginx nginx-dev libpcre2-dev zlib1g-dev \
 	libssl-dev openssl libhiredis-dev libjansson-dev redis-server \
 	libcmocka-dev clang libclang-rt-14-dev valgrind wrk perl curl iproute2 \
-	procps bsdutils util-linux \
+	procps bsdutils util-linux prometheus \
 	python3 python3-selenium chromium chromium-driver linux-perf
 
 NGX_CC_OPT   := -g -O2 -fPIC -fstack-protector-strong -Wformat \

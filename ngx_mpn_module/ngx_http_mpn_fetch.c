@@ -27,6 +27,8 @@ struct ngx_http_mpn_fetch_s {
     ngx_msec_t                 read;         /* cache epoch at send time */
     ngx_atomic_uint_t          drops;
     u_char                     id_data[MPN_ID_MAX];
+    u_char                     why[160];     /* a bad record's diagnosis */
+    size_t                     why_len;
 };
 
 
@@ -34,7 +36,9 @@ static ngx_http_mpn_fetch_t *ngx_http_mpn_fetch_start(ngx_http_request_t *r,
     ngx_http_mpn_main_conf_t *mcf, ngx_str_t *id, uint32_t hash);
 static void ngx_http_mpn_fetch_reply(void *data, void *reply);
 static ngx_uint_t ngx_http_mpn_fetch_classify(ngx_http_mpn_fetch_t *f,
-    redisReply *reply, mpn_record_t **rec);
+    redisReply *reply, ngx_log_t *log, mpn_record_t **rec);
+static ngx_uint_t ngx_http_mpn_fetch_bad(ngx_http_mpn_fetch_t *f,
+    ngx_log_t *log, const char *fmt, ...);
 static void ngx_http_mpn_fetch_done(ngx_http_mpn_ctx_t *ctx,
     ngx_uint_t result, mpn_record_t *rec);
 static void ngx_http_mpn_fetch_stale(ngx_http_mpn_ctx_t *ctx,
@@ -197,6 +201,7 @@ ngx_http_mpn_fetch_reply(void *data, void *reply)
     ngx_http_mpn_fetch_t  *f = data;
 
     uint32_t               hash;
+    ngx_log_t             *log;
     ngx_uint_t             result;
     ngx_queue_t           *q;
     mpn_record_t          *rec;
@@ -207,8 +212,20 @@ ngx_http_mpn_fetch_reply(void *data, void *reply)
 
     ngx_rbtree_delete(&ngx_http_mpn_fetches, &f->sn.node);
 
+    /* a diagnosis goes to the log of a request that waits for it, with
+     * that request, beside its refusal */
+
+    log = f->log;
+
+    if (!ngx_queue_empty(&f->waiters)) {
+        ctx = ngx_queue_data(ngx_queue_head(&f->waiters), ngx_http_mpn_ctx_t,
+                             queue);
+        log = ctx->request->connection->log;
+    }
+
     rec = NULL;
-    result = ngx_http_mpn_fetch_classify(f, reply, &rec);
+    f->why_len = 0;
+    result = ngx_http_mpn_fetch_classify(f, reply, log, &rec);
 
     if (f->cache != NULL
         && (result == NGX_HTTP_MPN_FOUND || result == NGX_HTTP_MPN_MISSING))
@@ -220,6 +237,12 @@ ngx_http_mpn_fetch_reply(void *data, void *reply)
     while (!ngx_queue_empty(&f->waiters)) {
         q = ngx_queue_head(&f->waiters);
         ctx = ngx_queue_data(q, ngx_http_mpn_ctx_t, queue);
+
+        if (f->why_len) {
+            (void) ngx_http_mpn_set_detail(ctx->request, ctx, f->why,
+                                           f->why_len);
+        }
+
         ngx_http_mpn_fetch_done(ctx, result, rec);
     }
 
@@ -230,7 +253,7 @@ ngx_http_mpn_fetch_reply(void *data, void *reply)
 
 static ngx_uint_t
 ngx_http_mpn_fetch_classify(ngx_http_mpn_fetch_t *f, redisReply *reply,
-    mpn_record_t **rec)
+    ngx_log_t *log, mpn_record_t **rec)
 {
     char  err[128];
 
@@ -247,12 +270,9 @@ ngx_http_mpn_fetch_classify(ngx_http_mpn_fetch_t *f, redisReply *reply,
     case REDIS_REPLY_STRING:
 
         if (reply->len > MPN_RECORD_MAX_JSON) {
-            ngx_http_mpn_log_limited(&ngx_http_mpn_bad_record_limit, f->log,
-                                     "mpn: bad record for partner \"%V\": "
-                                     "%uz bytes, over the %d byte limit",
-                                     &f->sn.str, (size_t) reply->len,
-                                     MPN_RECORD_MAX_JSON);
-            return NGX_HTTP_MPN_BAD_RECORD;
+            return ngx_http_mpn_fetch_bad(f, log, "%uz bytes, over the %d "
+                                          "byte limit", (size_t) reply->len,
+                                          MPN_RECORD_MAX_JSON);
         }
 
         *rec = mpn_record_parse(reply->str, reply->len,
@@ -260,10 +280,7 @@ ngx_http_mpn_fetch_classify(ngx_http_mpn_fetch_t *f, redisReply *reply,
                                 err, sizeof(err));
 
         if (*rec == NULL) {
-            ngx_http_mpn_log_limited(&ngx_http_mpn_bad_record_limit, f->log,
-                                     "mpn: bad record for partner \"%V\": %s",
-                                     &f->sn.str, err);
-            return NGX_HTTP_MPN_BAD_RECORD;
+            return ngx_http_mpn_fetch_bad(f, log, "%s", err);
         }
 
         return NGX_HTTP_MPN_FOUND;
@@ -271,25 +288,41 @@ ngx_http_mpn_fetch_classify(ngx_http_mpn_fetch_t *f, redisReply *reply,
     case REDIS_REPLY_ERROR:
 
         if (ngx_strncmp(reply->str, "WRONGTYPE", 9) == 0) {
-            ngx_http_mpn_log_limited(&ngx_http_mpn_bad_record_limit, f->log,
-                                     "mpn: bad record for partner \"%V\": "
-                                     "the key is not a string", &f->sn.str);
-            return NGX_HTTP_MPN_BAD_RECORD;
+            return ngx_http_mpn_fetch_bad(f, log, "the key is not a string");
         }
 
-        ngx_http_mpn_log_limited(&ngx_http_mpn_reply_error_limit, f->log,
+        ngx_http_mpn_log_limited(&ngx_http_mpn_reply_error_limit, log,
                                  "mpn: redis error for partner \"%V\": %*s",
                                  &f->sn.str, (size_t) ngx_min(reply->len, 200),
                                  reply->str);
         return NGX_HTTP_MPN_UNAVAILABLE;
 
     default:
-        ngx_http_mpn_log_limited(&ngx_http_mpn_bad_record_limit, f->log,
-                                 "mpn: bad record for partner \"%V\": "
-                                 "unexpected reply type %d",
-                                 &f->sn.str, reply->type);
-        return NGX_HTTP_MPN_BAD_RECORD;
+        return ngx_http_mpn_fetch_bad(f, log, "unexpected reply type %d",
+                                      reply->type);
     }
+}
+
+
+/* a bad record: the diagnosis is kept for each waiter's refusal line, and
+ * logged at error at most once a second */
+
+static ngx_uint_t
+ngx_http_mpn_fetch_bad(ngx_http_mpn_fetch_t *f, ngx_log_t *log,
+    const char *fmt, ...)
+{
+    va_list  args;
+
+    va_start(args, fmt);
+    f->why_len = ngx_vslprintf(f->why, f->why + sizeof(f->why), fmt, args)
+                 - f->why;
+    va_end(args);
+
+    ngx_http_mpn_log_limited(&ngx_http_mpn_bad_record_limit, log,
+                             "mpn: bad record for partner \"%V\": %*s",
+                             &f->sn.str, f->why_len, f->why);
+
+    return NGX_HTTP_MPN_BAD_RECORD;
 }
 
 
@@ -393,6 +426,12 @@ ngx_http_mpn_fetch_cleanup(void *data)
 
     if (ctx->timer.timer_set) {
         ngx_del_timer(&ctx->timer);
+    }
+
+    /* the client left (or the request was ended) before the decision */
+
+    if (!ctx->decided) {
+        ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_ABORTED);
     }
 
     if (ctx->fetch != NULL) {

@@ -20,21 +20,33 @@ static ngx_int_t ngx_http_mpn_identify(ngx_http_request_t *r,
     ngx_http_mpn_loc_conf_t *lcf, ngx_http_mpn_ctx_t *ctx);
 static void ngx_http_mpn_decide(ngx_http_request_t *r,
     ngx_http_mpn_loc_conf_t *lcf, ngx_http_mpn_ctx_t *ctx);
+static ngx_int_t ngx_http_mpn_internal_error(ngx_http_request_t *r,
+    ngx_http_mpn_loc_conf_t *lcf, ngx_http_mpn_ctx_t *ctx);
 static ngx_int_t ngx_http_mpn_answer(ngx_http_request_t *r,
+    ngx_http_mpn_loc_conf_t *lcf, ngx_http_mpn_ctx_t *ctx);
+static void ngx_http_mpn_log_refusal(ngx_http_request_t *r,
     ngx_http_mpn_loc_conf_t *lcf, ngx_http_mpn_ctx_t *ctx);
 static ngx_int_t ngx_http_mpn_location(ngx_http_request_t *r,
     ngx_http_complex_value_t *cv, ngx_str_t *loc);
 static ngx_uint_t ngx_http_mpn_wants_json(ngx_http_request_t *r);
 static ngx_int_t ngx_http_mpn_send_json(ngx_http_request_t *r,
     ngx_uint_t status, mpn_decision_t *d, ngx_str_t *loc);
-static ngx_int_t ngx_http_mpn_add_header(ngx_http_request_t *r,
-    ngx_str_t *key, ngx_str_t *value, ngx_table_elt_t **out);
+static ngx_int_t ngx_http_mpn_set_cache_control(ngx_http_request_t *r);
+static ngx_int_t ngx_http_mpn_set_www_authenticate(ngx_http_request_t *r);
+static ngx_int_t ngx_http_mpn_set_location(ngx_http_request_t *r,
+    ngx_str_t *loc);
+static ngx_table_elt_t *ngx_http_mpn_push_header(ngx_http_request_t *r,
+    ngx_str_t *key, ngx_str_t *value);
 
 static void *ngx_http_mpn_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_mpn_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_mpn_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_mpn_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
+static char *ngx_http_mpn_enable(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_mpn_cache(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_mpn_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_mpn_read_password(ngx_conf_t *cf, ngx_str_t *path,
@@ -61,11 +73,20 @@ static ngx_conf_enum_t  ngx_http_mpn_fail_modes[] = {
 };
 
 
+static ngx_conf_enum_t  ngx_http_mpn_log_levels[] = {
+    { ngx_string("info"), NGX_LOG_INFO },
+    { ngx_string("notice"), NGX_LOG_NOTICE },
+    { ngx_string("warn"), NGX_LOG_WARN },
+    { ngx_string("error"), NGX_LOG_ERR },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_http_mpn_commands[] = {
 
     { ngx_string("mpn"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
-      ngx_conf_set_flag_slot,
+      ngx_http_mpn_enable,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_mpn_loc_conf_t, enable),
       NULL },
@@ -204,9 +225,16 @@ static ngx_command_t  ngx_http_mpn_commands[] = {
       offsetof(ngx_http_mpn_loc_conf_t, fail),
       &ngx_http_mpn_fail_modes },
 
+    { ngx_string("mpn_log_level"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_mpn_loc_conf_t, log_level),
+      &ngx_http_mpn_log_levels },
+
     { ngx_string("mpn_cache"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
-      ngx_http_mpn_cache_directive,
+      ngx_http_mpn_cache,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -263,6 +291,7 @@ ngx_module_t  ngx_http_mpn_module = {
 static ngx_str_t  ngx_http_mpn_cache_control = ngx_string("Cache-Control");
 static ngx_str_t  ngx_http_mpn_no_store = ngx_string("no-store");
 static ngx_str_t  ngx_http_mpn_location_key = ngx_string("Location");
+static ngx_str_t  ngx_http_mpn_none = ngx_string("-");
 static ngx_str_t  ngx_http_mpn_www_authenticate =
     ngx_string("WWW-Authenticate");
 static ngx_str_t  ngx_http_mpn_bearer = ngx_string("Bearer realm=\"mpn\"");
@@ -272,6 +301,7 @@ static ngx_int_t
 ngx_http_mpn_handler(ngx_http_request_t *r)
 {
     ngx_int_t                  rc;
+    ngx_uint_t                 counted;
     ngx_pool_cleanup_t        *cln;
     ngx_http_mpn_ctx_t        *ctx;
     ngx_http_mpn_loc_conf_t   *lcf;
@@ -284,16 +314,20 @@ ngx_http_mpn_handler(ngx_http_request_t *r)
     }
 
     ctx = ngx_http_mpn_get_ctx(r);
+    counted = 0;
 
     if (ctx != NULL && ctx->lcf != lcf
         && !ngx_http_mpn_same_identity(ctx->lcf, lcf))
     {
-        /* redirected to a location that identifies partners otherwise */
+        /* redirected to a location that identifies partners otherwise:
+         * it starts over, but the request has been counted already */
+        counted = ctx->counted;
         ctx = NULL;
     }
 
     if (ctx != NULL) {
         if (!ctx->decided && !ctx->fetched) {
+            /* only the fetch's own wake-up gets here; it has a timer */
             return NGX_AGAIN;
         }
 
@@ -307,7 +341,7 @@ ngx_http_mpn_handler(ngx_http_request_t *r)
         if (!ctx->decided || ctx->lcf != lcf) {
             ctx->lcf = lcf;
 
-            if (ctx->partner_id.len) {
+            if (ctx->partner_id.len && !ctx->internal) {
                 ngx_http_mpn_decide(r, lcf, ctx);
             }
         }
@@ -317,29 +351,34 @@ ngx_http_mpn_handler(ngx_http_request_t *r)
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_mpn_ctx_t));
     if (ctx == NULL) {
+        if (!counted) {
+            ngx_http_mpn_status_decision(MPN_ERROR, MPN_R_REDIS_UNAVAILABLE);
+        }
+
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    ctx->request = r;
+    ctx->lcf = lcf;
+    ctx->cache_status = NGX_HTTP_MPN_CACHE_BYPASS;
+    ctx->counted = counted;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_mpn_module);
 
     /* the module's ctx is cleared by an internal redirect: this finds it */
 
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_mpn_internal_error(r, lcf, ctx);
     }
 
     cln->handler = ngx_http_mpn_ctx_marker;
     cln->data = ctx;
 
-    ctx->request = r;
-    ctx->lcf = lcf;
-    ctx->cache_status = NGX_HTTP_MPN_CACHE_BYPASS;
-
-    ngx_http_set_ctx(r, ctx, ngx_http_mpn_module);
-
     rc = ngx_http_mpn_identify(r, lcf, ctx);
 
     if (rc == NGX_ERROR) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_mpn_internal_error(r, lcf, ctx);
     }
 
     if (rc == NGX_DECLINED) {
@@ -352,7 +391,7 @@ ngx_http_mpn_handler(ngx_http_request_t *r)
     rc = ngx_http_mpn_fetch(r, ctx, mcf);
 
     if (rc == NGX_ERROR) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_mpn_internal_error(r, lcf, ctx);
     }
 
     if (rc == NGX_AGAIN) {
@@ -443,6 +482,16 @@ ngx_http_mpn_identify(ngx_http_request_t *r, ngx_http_mpn_loc_conf_t *lcf,
     if (!mpn_partner_id_valid((char *) id.data, id.len)) {
         mpn_decision_set(&ctx->decision, MPN_SIGNIN, MPN_R_BAD_IDENTITY);
         ctx->decided = 1;
+
+        /* the id itself may be anything: only its size is logged */
+        ctx->detail.data = ngx_pnalloc(r->pool, NGX_SIZE_T_LEN + 40);
+        if (ctx->detail.data != NULL) {
+            ctx->detail.len = ngx_sprintf(ctx->detail.data,
+                                          "an id of %uz bytes that is no "
+                                          "partner id", id.len)
+                              - ctx->detail.data;
+        }
+
         return NGX_DECLINED;
     }
 
@@ -486,42 +535,51 @@ ngx_http_mpn_decide(ngx_http_request_t *r, ngx_http_mpn_loc_conf_t *lcf,
 }
 
 
+/*
+ * Something inside nginx failed (memory): the request is decided as an
+ * error, counted, and answered 500, so that an error page in a location
+ * with the same identity finds it decided instead of waiting forever.
+ */
+
+static ngx_int_t
+ngx_http_mpn_internal_error(ngx_http_request_t *r,
+    ngx_http_mpn_loc_conf_t *lcf, ngx_http_mpn_ctx_t *ctx)
+{
+    mpn_decision_set(&ctx->decision, MPN_ERROR, MPN_R_REDIS_UNAVAILABLE);
+    ctx->decided = 1;
+    ctx->internal = 1;
+    ngx_str_set(&ctx->detail, "internal error");
+
+    return ngx_http_mpn_answer(r, lcf, ctx);
+}
+
+
 static ngx_int_t
 ngx_http_mpn_answer(ngx_http_request_t *r, ngx_http_mpn_loc_conf_t *lcf,
     ngx_http_mpn_ctx_t *ctx)
 {
-    ngx_str_t                  loc, *id;
+    ngx_str_t                  loc;
     ngx_uint_t                 status;
     mpn_decision_t            *d;
-    ngx_table_elt_t           *h;
     ngx_http_complex_value_t  *url;
-    static ngx_str_t           none = ngx_string("-");
 
     d = &ctx->decision;
 
     /* a request is counted (and a refusal logged) once, however many
      * gated locations internal redirects take it through */
 
-    if (ctx->counted) {
-        if (d->decision == MPN_ALLOW) {
-            return NGX_OK;
-        }
-
-    } else {
+    if (!ctx->counted) {
         ctx->counted = 1;
 
         ngx_http_mpn_status_decision(d->decision, d->reason);
 
-        if (d->decision == MPN_ALLOW) {
-            return NGX_OK;
+        if (d->decision != MPN_ALLOW) {
+            ngx_http_mpn_log_refusal(r, lcf, ctx);
         }
+    }
 
-        id = ctx->partner_id.len ? &ctx->partner_id : &none;
-
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "mpn: partner \"%V\" refused: %s/%s", id,
-                      mpn_decision_names[d->decision],
-                      mpn_reason_names[d->reason]);
+    if (d->decision == MPN_ALLOW) {
+        return NGX_OK;
     }
 
     url = NULL;
@@ -548,7 +606,7 @@ ngx_http_mpn_answer(ngx_http_request_t *r, ngx_http_mpn_loc_conf_t *lcf,
         break;
 
     default: /* MPN_ERROR */
-        status = (d->reason == MPN_R_BAD_RECORD)
+        status = (d->reason == MPN_R_BAD_RECORD || ctx->internal)
                  ? NGX_HTTP_INTERNAL_SERVER_ERROR
                  : NGX_HTTP_SERVICE_UNAVAILABLE;
     }
@@ -559,17 +617,12 @@ ngx_http_mpn_answer(ngx_http_request_t *r, ngx_http_mpn_loc_conf_t *lcf,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_http_mpn_add_header(r, &ngx_http_mpn_cache_control,
-                                &ngx_http_mpn_no_store, &h)
-        != NGX_OK)
-    {
+    if (ngx_http_mpn_set_cache_control(r) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (status == NGX_HTTP_UNAUTHORIZED && lcf->token != NULL
-        && ngx_http_mpn_add_header(r, &ngx_http_mpn_www_authenticate,
-                                   &ngx_http_mpn_bearer, &h)
-           != NGX_OK)
+        && ngx_http_mpn_set_www_authenticate(r) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -582,15 +635,109 @@ ngx_http_mpn_answer(ngx_http_request_t *r, ngx_http_mpn_loc_conf_t *lcf,
         return status;
     }
 
-    if (ngx_http_mpn_add_header(r, &ngx_http_mpn_location_key, &loc, &h)
-        != NGX_OK)
-    {
+    if (ngx_http_mpn_set_location(r, &loc) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    r->headers_out.location = h;
-
     return NGX_HTTP_MOVED_TEMPORARILY;
+}
+
+
+/*
+ * The one line per refusal, at mpn_log_level: the partner, the decision,
+ * the reason, and what was missing (the requirement that refused, the
+ * grant that lapsed, why a record or a token was refused).
+ */
+
+static void
+ngx_http_mpn_log_refusal(ngx_http_request_t *r, ngx_http_mpn_loc_conf_t *lcf,
+    ngx_http_mpn_ctx_t *ctx)
+{
+    u_char             *p, *last;
+    ngx_str_t          *id;
+    mpn_decision_t     *d;
+    const mpn_str_t    *b;
+    const mpn_grant_t  *g;
+    u_char              buf[512];
+
+    if (r->connection->log->log_level < lcf->log_level) {
+        return;
+    }
+
+    d = &ctx->decision;
+    p = buf;
+    last = buf + sizeof(buf);
+
+    switch (d->unmet) {
+
+    case MPN_R_TIER:
+        p = ngx_slprintf(p, last, ", missing tier \"%s\"",
+                         mpn_tier_names[lcf->require.tier]);
+        break;
+
+    case MPN_R_BENEFIT:
+        b = &lcf->require.benefits[d->unmet_benefit];
+        p = ngx_slprintf(p, last, ", missing benefit \"%*s\"", b->len,
+                         b->data);
+        break;
+
+    case MPN_R_COMPETENCY:
+        p = ngx_slprintf(p, last, ", missing competency \"%*s\" at %s",
+                         lcf->require.competency.len,
+                         lcf->require.competency.data,
+                         mpn_tier_names[lcf->require.competency_level]);
+        break;
+    }
+
+    if ((d->reason == MPN_R_LAPSED || d->reason == MPN_R_CANCELLED)
+        && ctx->record != NULL && d->grant >= 0)
+    {
+        g = &mpn_record_grants(ctx->record)[d->grant];
+        p = ngx_slprintf(p, last, " (\"%*s\" %s)", (size_t) g->name_len,
+                         mpn_record_str(ctx->record, g->name),
+                         mpn_reason_names[d->reason]);
+    }
+
+    if (d->reason == MPN_R_NOT_MEMBER) {
+        p = ngx_slprintf(p, last, (ctx->record == NULL)
+                                  ? ", no record" : ", not a network member");
+    }
+
+    if (ctx->detail.len) {
+        p = ngx_slprintf(p, last, ", %V", &ctx->detail);
+    }
+
+    id = ctx->partner_id.len ? &ctx->partner_id : &ngx_http_mpn_none;
+
+    ngx_log_error(lcf->log_level, r->connection->log, 0,
+                  "mpn: partner \"%V\" refused: %s/%s%*s", id,
+                  mpn_decision_names[d->decision],
+                  mpn_reason_names[d->reason], (size_t) (p - buf), buf);
+}
+
+
+ngx_int_t
+ngx_http_mpn_set_detail(ngx_http_request_t *r, ngx_http_mpn_ctx_t *ctx,
+    u_char *text, size_t len)
+{
+    size_t  i;
+
+    ctx->detail.data = ngx_pnalloc(r->pool, len);
+    if (ctx->detail.data == NULL) {
+        ctx->detail.len = 0;
+        return NGX_ERROR;
+    }
+
+    /* a record or a kid must not split or forge a log line */
+
+    for (i = 0; i < len; i++) {
+        ctx->detail.data[i] = (text[i] < 0x20 || text[i] == 0x7f)
+                              ? '?' : text[i];
+    }
+
+    ctx->detail.len = len;
+
+    return NGX_OK;
 }
 
 
@@ -744,15 +891,108 @@ ngx_http_mpn_send_json(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
+/*
+ * The refusal's headers.  Each is set once however many gated locations
+ * answer for the request (error_page into a gated location), and through
+ * the field nginx itself uses where it has one: WWW-Authenticate in
+ * r->headers_out.www_authenticate, which "satisfy any" clears when
+ * another access module lets the request in; Location replacing any
+ * earlier one.  Cache-Control stays a header of its own: in
+ * r->headers_out.cache_control, "expires" would replace the no-store of
+ * a refusal's redirect.
+ */
+
 static ngx_int_t
-ngx_http_mpn_add_header(ngx_http_request_t *r, ngx_str_t *key,
-    ngx_str_t *value, ngx_table_elt_t **out)
+ngx_http_mpn_set_cache_control(ngx_http_request_t *r)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].value.data == ngx_http_mpn_no_store.data) {
+            h[i].hash = 1;
+            return NGX_OK;
+        }
+    }
+
+    return ngx_http_mpn_push_header(r, &ngx_http_mpn_cache_control,
+                                    &ngx_http_mpn_no_store)
+           != NULL ? NGX_OK : NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_mpn_set_www_authenticate(ngx_http_request_t *r)
+{
+    ngx_table_elt_t  *h;
+
+    h = r->headers_out.www_authenticate;
+
+    if (h != NULL && h->value.data == ngx_http_mpn_bearer.data) {
+        h->hash = 1;
+        return NGX_OK;
+    }
+
+    h = ngx_http_mpn_push_header(r, &ngx_http_mpn_www_authenticate,
+                                 &ngx_http_mpn_bearer);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+#if (nginx_version >= 1023000)
+    /* another module's challenge (auth_basic under "satisfy any") stays
+     * in the list nginx clears */
+    h->next = r->headers_out.www_authenticate;
+#endif
+
+    r->headers_out.www_authenticate = h;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mpn_set_location(ngx_http_request_t *r, ngx_str_t *loc)
+{
+    ngx_table_elt_t  *h;
+
+    ngx_http_clear_location(r);
+
+    h = ngx_http_mpn_push_header(r, &ngx_http_mpn_location_key, loc);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    r->headers_out.location = h;
+
+    return NGX_OK;
+}
+
+
+static ngx_table_elt_t *
+ngx_http_mpn_push_header(ngx_http_request_t *r, ngx_str_t *key,
+    ngx_str_t *value)
 {
     ngx_table_elt_t  *h;
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
 
     h->hash = 1;
@@ -762,9 +1002,7 @@ ngx_http_mpn_add_header(ngx_http_request_t *r, ngx_str_t *key,
     h->next = NULL;
 #endif
 
-    *out = h;
-
-    return NGX_OK;
+    return h;
 }
 
 
@@ -810,8 +1048,9 @@ ngx_http_mpn_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     if (mcf->cache != NULL && mcf->redis == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"mpn_cache\" is set but \"mpn_redis\" is not");
+        ngx_http_mpn_conf_error(cf, &mcf->cache_pos,
+                                "\"mpn_cache\" is set but \"mpn_redis\" "
+                                "is not");
         return NGX_CONF_ERROR;
     }
 
@@ -840,6 +1079,7 @@ ngx_http_mpn_create_loc_conf(ngx_conf_t *cf)
     /*
      * set by ngx_pcalloc():
      *
+     *     conf->enable_pos = { { 0, NULL }, 0 };
      *     conf->competency = { 0, NULL };
      *     conf->token_claim = { 0, NULL };
      *     conf->token_issuer = { 0, NULL };
@@ -861,6 +1101,7 @@ ngx_http_mpn_create_loc_conf(ngx_conf_t *cf)
     conf->grace = NGX_CONF_UNSET;
     conf->remind = NGX_CONF_UNSET;
     conf->fail = NGX_CONF_UNSET_UINT;
+    conf->log_level = NGX_CONF_UNSET_UINT;
     conf->status = NGX_CONF_UNSET;
 
     return conf;
@@ -876,6 +1117,10 @@ ngx_http_mpn_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_mpn_main_conf_t  *mcf;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
+
+    if (conf->enable_pos.file.len == 0) {
+        conf->enable_pos = prev->enable_pos;
+    }
 
     /* the innermost scope that names an identity source decides it */
 
@@ -911,6 +1156,8 @@ ngx_http_mpn_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_sec_value(conf->remind, prev->remind, 30 * 86400);
     ngx_conf_merge_uint_value(conf->fail, prev->fail,
                               NGX_HTTP_MPN_FAIL_CLOSED);
+    ngx_conf_merge_uint_value(conf->log_level, prev->log_level,
+                              NGX_LOG_INFO);
 
     conf->require.tier = conf->require_tier;
 
@@ -929,22 +1176,109 @@ ngx_http_mpn_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_OK;
     }
 
+    /* checked where the gate is on, named at the "mpn" in effect */
+
     if (conf->partner == NULL && conf->token == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"mpn\" is on but neither \"mpn_partner\" "
-                           "nor \"mpn_token\" is set");
+        ngx_http_mpn_conf_error(cf, &conf->enable_pos,
+                                "\"mpn\" is on but neither \"mpn_partner\" "
+                                "nor \"mpn_token\" is set");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->token != NULL && conf->token_keys == NULL) {
+        ngx_http_mpn_conf_error(cf, &conf->enable_pos,
+                                "\"mpn\" is on and \"mpn_token\" is set "
+                                "but \"mpn_token_keys\" is not");
         return NGX_CONF_ERROR;
     }
 
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_mpn_module);
 
     if (mcf->redis == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"mpn\" is on but \"mpn_redis\" is not set");
+        ngx_http_mpn_conf_error(cf, &conf->enable_pos,
+                                "\"mpn\" is on but \"mpn_redis\" is not set");
         return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
+}
+
+
+/* mpn on | off, remembering where, for the checks made at merge time */
+
+static char *
+ngx_http_mpn_enable(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mpn_loc_conf_t *lcf = conf;
+
+    char  *rv;
+
+    rv = ngx_conf_set_flag_slot(cf, cmd, conf);
+
+    if (rv == NGX_CONF_OK) {
+        ngx_http_mpn_conf_pos(cf, &lcf->enable_pos);
+    }
+
+    return rv;
+}
+
+
+/* mpn_cache (ngx_http_mpn_cache.c), remembering where */
+
+static char *
+ngx_http_mpn_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mpn_main_conf_t *mcf = conf;
+
+    char  *rv;
+
+    rv = ngx_http_mpn_cache_directive(cf, cmd, conf);
+
+    if (rv == NGX_CONF_OK) {
+        ngx_http_mpn_conf_pos(cf, &mcf->cache_pos);
+    }
+
+    return rv;
+}
+
+
+void
+ngx_http_mpn_conf_pos(ngx_conf_t *cf, ngx_http_mpn_conf_pos_t *pos)
+{
+    pos->file = cf->conf_file->file.name;
+    pos->line = cf->conf_file->line;
+}
+
+
+/*
+ * An emerg line like ngx_conf_log_error()'s, but naming the line of the
+ * directive at fault rather than where the parser is: merge and
+ * postconfiguration run after the whole http block was read.
+ */
+
+void
+ngx_http_mpn_conf_error(ngx_conf_t *cf, ngx_http_mpn_conf_pos_t *pos,
+    const char *fmt, ...)
+{
+    u_char   *p;
+    va_list   args;
+    u_char    buf[NGX_MAX_CONF_ERRSTR];
+
+    if (pos->file.len == 0) {
+        va_start(args, fmt);
+        p = ngx_vslprintf(buf, buf + sizeof(buf), fmt, args);
+        va_end(args);
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%*s", (size_t) (p - buf), buf);
+        return;
+    }
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(buf, buf + sizeof(buf), fmt, args);
+    va_end(args);
+
+    ngx_log_error(NGX_LOG_EMERG, cf->log, 0, "%*s in %V:%ui",
+                  (size_t) (p - buf), buf, &pos->file, pos->line);
 }
 
 

@@ -46,6 +46,13 @@ typedef struct {
 } ngx_http_mpn_limit_t;
 
 
+/* where a directive was written, for checks made after parsing */
+typedef struct {
+    ngx_str_t                  file;         /* empty: not written */
+    ngx_uint_t                 line;
+} ngx_http_mpn_conf_pos_t;
+
+
 typedef struct {
     ngx_str_t                  addr_text;    /* as written, for logs */
     ngx_str_t                  host;         /* numeric IP, NUL-terminated */
@@ -66,11 +73,13 @@ typedef struct {
     ngx_shm_zone_t            *status_zone;  /* the counters */
     ngx_flag_t                 status_used;  /* an mpn_status location */
     ssize_t                    token_cache;  /* bytes; 0 unset, -1 off */
+    ngx_http_mpn_conf_pos_t    cache_pos;    /* of mpn_cache */
 } ngx_http_mpn_main_conf_t;
 
 
 typedef struct {
     ngx_flag_t                 enable;
+    ngx_http_mpn_conf_pos_t    enable_pos;   /* of the mpn in effect */
 
     ngx_http_complex_value_t  *partner;      /* mpn_partner */
     ngx_http_complex_value_t  *token;        /* mpn_token */
@@ -94,6 +103,7 @@ typedef struct {
     time_t                     grace;
     time_t                     remind;
     ngx_uint_t                 fail;
+    ngx_uint_t                 log_level;    /* of the refusal line */
 
     ngx_flag_t                 status;       /* mpn_status given here */
 
@@ -113,9 +123,12 @@ typedef struct {
     ngx_http_mpn_fetch_t      *fetch;        /* set while waiting */
     ngx_event_t                timer;        /* the wait's timeout */
     ngx_queue_t                queue;        /* in fetch->waiters */
+    ngx_str_t                  detail;       /* for the refusal line: why
+                                                a record or token failed */
     unsigned                   fetched:1;
     unsigned                   decided:1;
     unsigned                   counted:1;    /* in mpn_decisions_total */
+    unsigned                   internal:1;   /* failed inside nginx: 500 */
 } ngx_http_mpn_ctx_t;
 
 
@@ -171,6 +184,18 @@ void ngx_http_mpn_token_cache_exit_process(void);
 /* ngx_http_mpn_variables.c */
 
 ngx_int_t ngx_http_mpn_add_variables(ngx_conf_t *cf);
+
+/* the ctx's detail for the refusal line, copied with control bytes
+ * defused */
+
+ngx_int_t ngx_http_mpn_set_detail(ngx_http_request_t *r,
+    ngx_http_mpn_ctx_t *ctx, u_char *text, size_t len);
+
+/* configuration checks made after parsing name the directive's line */
+
+void ngx_http_mpn_conf_pos(ngx_conf_t *cf, ngx_http_mpn_conf_pos_t *pos);
+void ngx_http_mpn_conf_error(ngx_conf_t *cf, ngx_http_mpn_conf_pos_t *pos,
+    const char *fmt, ...);
 
 /* a file named in a directive, read whole at configuration time */
 

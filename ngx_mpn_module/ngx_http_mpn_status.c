@@ -104,7 +104,9 @@ static ngx_http_mpn_metric_t  ngx_http_mpn_counters[] = {
     { "hits", "mpn_token_cache_hits_total",
       "Tokens found among those a worker verified before." },
     { "misses", "mpn_token_cache_misses_total",
-      "Tokens not found there, so verified." }
+      "Tokens not found there, so verified." },
+    { "aborted", "mpn_aborted_total",
+      "Gated requests whose client left before the decision." }
 };
 
 
@@ -115,9 +117,9 @@ static ngx_http_mpn_metric_t  ngx_http_mpn_counters[] = {
 static ngx_http_mpn_metric_t  ngx_http_mpn_gauges[] = {
     { "entries", "mpn_cache_entries",
       "Entries in the cache zone." },
-    { "bytes_used", "mpn_cache_bytes_used",
+    { "used_bytes", "mpn_cache_used_bytes",
       "Bytes of the cache zone in use (slab pages)." },
-    { "bytes_total", "mpn_cache_bytes_total",
+    { "size_bytes", "mpn_cache_size_bytes",
       "Size of the cache zone in bytes." }
 };
 
@@ -482,8 +484,10 @@ ngx_http_mpn_status_json(u_char *p, ngx_http_mpn_stats_t *st,
                     st->latency_sum / 1000000, st->latency_sum % 1000000,
                     count);
 
-    p = ngx_sprintf(p, "\"invalidations\":%uA,\"token_cache\":{",
-                    st->counters[NGX_HTTP_MPN_STAT_INVALIDATIONS]);
+    p = ngx_sprintf(p, "\"invalidations\":%uA,\"aborted\":%uA,"
+                    "\"token_cache\":{",
+                    st->counters[NGX_HTTP_MPN_STAT_INVALIDATIONS],
+                    st->counters[NGX_HTTP_MPN_STAT_ABORTED]);
 
     for (i = NGX_HTTP_MPN_STAT_TOKEN_CACHE_HITS;
          i <= NGX_HTTP_MPN_STAT_TOKEN_CACHE_MISSES;

@@ -1,20 +1,22 @@
 /*
  * Signed tokens in nginx: the JWKS is read once per configuration (so a
  * reload picks up a changed file), and a request's token is handed to the
- * pure verifier (mpn_token.c).  Neither the token nor a key is ever logged;
- * at most the token's first 8 characters are.
+ * pure verifier (mpn_token.c).  Neither a token nor a key is ever logged,
+ * not even in part: a rejected token is named by its "kid" and a short
+ * hash in the refusal line.
  */
 
 #include "ngx_http_mpn_module.h"
 
 
-#define NGX_HTTP_MPN_JWKS_MAX  (1024 * 1024)
-#define NGX_HTTP_MPN_TOKEN_LOG_PREFIX  8
+#define NGX_HTTP_MPN_JWKS_MAX     (1024 * 1024)
+#define NGX_HTTP_MPN_LOG_KID_MAX  64
 
 
 static void ngx_http_mpn_token_warn(void *data, const char *msg);
 static void ngx_http_mpn_token_keys_free(void *data);
-static u_char *ngx_http_mpn_token_prefix(u_char *buf, ngx_str_t *token);
+static void ngx_http_mpn_token_detail(ngx_http_request_t *r,
+    ngx_http_mpn_ctx_t *ctx, ngx_str_t *token, const char *why);
 
 
 /* mpn_token_keys PATH */
@@ -122,12 +124,8 @@ ngx_http_mpn_token_merge(ngx_conf_t *cf, ngx_http_mpn_loc_conf_t *prev,
         conf->token_scope = conf;
     }
 
-    if (conf->token != NULL && conf->token_keys == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"mpn_token\" is set but \"mpn_token_keys\" "
-                           "is not");
-        return NGX_CONF_ERROR;
-    }
+    /* a token source without keys is checked where "mpn on" is in effect
+     * (ngx_http_mpn_merge_loc_conf): keys may come per location */
 
     return NGX_CONF_OK;
 }
@@ -148,7 +146,6 @@ ngx_http_mpn_token_identify(ngx_http_request_t *r,
     ngx_str_t    token;
     ngx_uint_t   reason;
     const char  *why;
-    u_char       prefix[NGX_HTTP_MPN_TOKEN_LOG_PREFIX + 4];
 
     if (ngx_http_complex_value(r, lcf->token, &token) != NGX_OK) {
         return NGX_ERROR;
@@ -180,55 +177,47 @@ ngx_http_mpn_token_identify(ngx_http_request_t *r,
         reason = MPN_R_TOKEN_EXPIRED;
         break;
 
+    case MPN_TOKEN_BAD_ID:
+        reason = MPN_R_BAD_IDENTITY;
+        break;
+
     default:
         reason = MPN_R_BAD_TOKEN;
-    }
-
-    if (rc != MPN_TOKEN_NONE) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "mpn: token \"%s\" rejected: %s",
-                      ngx_http_mpn_token_prefix(prefix, &token), why);
     }
 
     mpn_decision_set(&ctx->decision, MPN_SIGNIN, reason);
     ctx->decided = 1;
 
+    if (rc != MPN_TOKEN_NONE) {
+        ngx_http_mpn_token_detail(r, ctx, &token, why);
+    }
+
     return NGX_DECLINED;
 }
 
 
-/* the first characters of a token for the log, past any "Bearer "; bytes
- * outside base64url and '.' show as '?' so nothing raw reaches the log */
+/* what the refusal line says of a rejected token: its kid, a short hash
+ * and why, never any of its bytes */
 
-static u_char *
-ngx_http_mpn_token_prefix(u_char *buf, ngx_str_t *token)
+static void
+ngx_http_mpn_token_detail(ngx_http_request_t *r, ngx_http_mpn_ctx_t *ctx,
+    ngx_str_t *token, const char *why)
 {
-    u_char   c, *s, *end, *p;
-    size_t   n;
+    u_char  *p;
+    char     kid[NGX_HTTP_MPN_LOG_KID_MAX + 1];
+    char     hash[MPN_TOKEN_HASH_HEX + 1];
+    u_char   buf[NGX_HTTP_MPN_LOG_KID_MAX + MPN_TOKEN_HASH_HEX + 128];
 
-    s = token->data;
-    end = s + token->len;
+    mpn_token_describe((char *) token->data, token->len, kid, sizeof(kid),
+                       hash);
 
-    if (end - s > 7 && ngx_strncasecmp(s, (u_char *) "bearer ", 7) == 0) {
-        s += 7;
+    p = ngx_slprintf(buf, buf + sizeof(buf), "token sha256:%s", hash);
 
-        while (s < end && *s == ' ') {
-            s++;
-        }
+    if (kid[0] != '\0') {
+        p = ngx_slprintf(p, buf + sizeof(buf), " kid \"%s\"", kid);
     }
 
-    p = buf;
+    p = ngx_slprintf(p, buf + sizeof(buf), ": %s", why);
 
-    for (n = 0; s < end && n < NGX_HTTP_MPN_TOKEN_LOG_PREFIX; n++, s++) {
-        c = *s;
-        *p++ = (isalnum(c) || c == '-' || c == '_' || c == '.') ? c : '?';
-    }
-
-    if (s < end) {
-        p = ngx_cpymem(p, "...", 3);
-    }
-
-    *p = '\0';
-
-    return buf;
+    (void) ngx_http_mpn_set_detail(r, ctx, buf, p - buf);
 }

@@ -178,8 +178,8 @@ subtest 'a zone too small evicts the least recently used, never fails' => sub {
     cmp_ok($cap, '<', $n, "the zone holds $cap of them");
     cmp_ok($cap, '>=', 3, 'and at least a few');
     is($st->{cache}{evictions}, $n - $cap, 'one eviction per entry beyond that');
-    is($st->{cache}{bytes_total}, 32768, 'bytes_total: the zone size');
-    cmp_ok($st->{cache}{bytes_used}, '<=', 32768, 'bytes_used within it');
+    is($st->{cache}{size_bytes}, 32768, 'size_bytes: the zone size');
+    cmp_ok($st->{cache}{used_bytes}, '<=', 32768, 'used_bytes within it');
 
     # cached now: the last $cap, oldest first
     my ($oldest, $next) = ($ids[$n - $cap], $ids[$n - $cap + 1]);

@@ -19,7 +19,7 @@ $t->redis('SET', 'mpn:partner:broken', '{"v":1, not json');
 $t->redis('SET', 'mpn:partner:otherid', record('someoneelse'));
 $t->redis('HSET', 'mpn:partner:hash', 'v', '1');
 
-for my $d (qw(benefits tools azure gold grace open plain)) {
+for my $d (qw(benefits tools azure gold grace open plain loud)) {
     mkdir $t->dir . "/html/$d";
     $t->write_file("html/$d/x", "content of $d\n");
 }
@@ -73,6 +73,11 @@ $t->write_nginx_conf(<<'EOF');
 
         location /plain/ {
             mpn off;
+        }
+
+        location /loud/ {
+            mpn_log_level error;
+            mpn_require_benefit developer_tools azure_credits;
         }
     }
 EOF
@@ -216,11 +221,60 @@ for my $uri ('//evil.example/x', '/\\evil.example/x', '/%2F%2Fevil.example/x',
     unlike($r, qr/^Set-Cookie/mi, "$uri: no header split");
 }
 
+# mpn_log_level: the refusal line at the level an operator's error_log shows
+$r = get('/loud/x', 'network');
+is(header($r, 'X-Mpn'), 'upgrade/benefit', 'a benefit refusal under mpn_log_level error');
+
 $t->stop_nginx;
-like($t->error_log, qr/\[info\].*mpn: partner "lapsed" refused: renew\/lapsed/,
+my $log = $t->error_log;
+like($log, qr/\[info\].*mpn: partner "lapsed" refused: renew\/lapsed/,
     'a refusal is logged at info with partner, decision and reason');
-like($t->error_log, qr/\[error\].*bad record for partner "broken"/,
+like($log, qr/\[error\].*bad record for partner "broken"/,
     'a bad record is logged at error');
+
+# what was missing, on the one line per refusal
+like($log, qr/\[info\].*mpn: partner "network" refused: upgrade\/tier, missing tier "action_pack", client: /,
+    'a tier refusal names the tier');
+like($log, qr/\[info\].*mpn: partner "lapsed" refused: renew\/lapsed, missing tier "action_pack" \("action_pack" lapsed\)/,
+    'a lapsed refusal names the requirement and the lapsed grant');
+like($log, qr/\[info\].*mpn: partner "cancelled" refused: upgrade\/cancelled, missing tier "action_pack" \("action_pack" cancelled\)/,
+    'a cancelled refusal names the cancelled grant');
+like($log, qr/\[info\].*mpn: partner "network" refused: upgrade\/benefit, missing benefit "azure_credits"/,
+    'a benefit refusal names the first benefit missing');
+like($log, qr/\[info\].*mpn: partner "active" refused: upgrade\/competency, missing competency "cloud_platform" at gold/,
+    'a competency refusal names the area and level');
+like($log, qr/\[info\].*mpn: partner "nobody" refused: upgrade\/not_member, no record/,
+    'not_member says there is no record');
+like($log, qr/\[info\].*mpn: partner "notmember" refused: upgrade\/not_member, not a network member/,
+    'or that the partner is outside the network');
+like($log, qr/\[info\].*mpn: partner "-" refused: signin\/bad_identity, an id of 65 bytes that is no partner id/,
+    'a bad id is described by its size, never echoed');
+unlike($log, qr/etc\/passwd/, 'the id itself is not logged');
+like($log, qr/\[error\].*mpn: partner "network" refused: upgrade\/benefit, missing benefit "developer_tools".*request: "GET \/loud\/x /,
+    'mpn_log_level error: the refusal line is at error, with the request');
+
+# a bad record: the diagnosis is on the refusal line, and its own error
+# line names the request too, in the same log
+like($log, qr/\[info\].*mpn: partner "broken" refused: error\/bad_record, .*JSON.*request: "GET \/benefits\/x /,
+    "the refusal carries the record's diagnosis");
+like($log, qr/\[info\].*mpn: partner "otherid" refused: error\/bad_record, .*partner_id/,
+    'a mismatched partner_id is named');
+like($log, qr/\[error\].*bad record for partner "broken": .*request: "GET \/benefits\/x /,
+    'the diagnosis line names the request');
+like($log, qr/\[info\].*mpn: partner "hash" refused: error\/bad_record, the key is not a string/,
+    'a key of the wrong type');
 $t->check_error_log;
+
+# the level is one of four, checked at nginx -t
+$t->write_nginx_conf("mpn_redis %%REDIS%%;\nserver { listen 127.0.0.1:%%PORT%%; mpn_log_level debug; }");
+my ($rc, $out) = $t->nginx_test_conf;
+isnt($rc, 0, 'mpn_log_level debug: nginx -t fails');
+like($out, qr/\[emerg\].*invalid value "debug"/, 'with nginx\'s own message');
+for my $level (qw(info notice warn error)) {
+    $t->write_nginx_conf("mpn_redis %%REDIS%%;\nmpn_log_level $level;\n"
+        . "server { listen 127.0.0.1:%%PORT%%; location / { mpn_log_level $level; } }");
+    ($rc, $out) = $t->nginx_test_conf;
+    is($rc, 0, "mpn_log_level $level: valid at http and location level") or diag $out;
+}
 
 done_testing;

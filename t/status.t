@@ -13,12 +13,26 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use JSON::PP;
+use File::Temp;
 use Time::HiRes qw(time sleep);
 use MpnTest;
 use MpnRecords;
 use MpnCache;
 
 sub body { ($_[0] =~ /\r\n\r\n(.*)\z/s)[0] }
+
+# Prometheus's own linter on the exposition text: (exit status, output);
+# undef when promtool (Debian package prometheus) is not installed
+sub promtool_check {
+    my ($text) = @_;
+    my ($promtool) = grep { -x } map { "$_/promtool" } split /:/, $ENV{PATH};
+    return unless $promtool;
+    my $file = File::Temp->new;
+    print $file $text;
+    close $file;
+    my $out = `$promtool check metrics < $file 2>&1`;
+    return ($? >> 8, $out);
+}
 
 sub decisions_total {
     my ($st) = @_;
@@ -164,8 +178,9 @@ subtest 'JSON and Prometheus, two workers, counted once each' => sub {
     is($st->{cache}{misses}, 5, 'cache misses: one per partner with an id');
     is($st->{cache}{hits}, 20, 'cache hits: the other rounds');
     is($st->{cache}{entries}, 5, 'entries: 5 (a missing record too)');
-    cmp_ok($st->{cache}{bytes_used}, '>', 0, 'bytes_used > 0');
-    is($st->{cache}{bytes_total}, 1048576, 'bytes_total: 1m');
+    cmp_ok($st->{cache}{used_bytes}, '>', 0, 'used_bytes > 0');
+    is($st->{cache}{size_bytes}, 1048576, 'size_bytes: 1m');
+    is($st->{aborted}, 0, 'no client left before its decision');
     is($st->{redis}{requests}, 5, 'redis requests: one GET per miss');
     is($st->{redis}{latency_seconds}{count}, 5, 'latency observed per reply');
     is($st->{redis}{latency_seconds}{buckets}{'+Inf'}, 5, '+Inf bucket = count');
@@ -180,12 +195,13 @@ subtest 'JSON and Prometheus, two workers, counted once each' => sub {
     my %types = (mpn_decisions_total => 'counter', mpn_cache_hits_total => 'counter',
         mpn_cache_misses_total => 'counter', mpn_cache_expired_total => 'counter',
         mpn_cache_stale_total => 'counter', mpn_cache_evictions_total => 'counter',
-        mpn_cache_entries => 'gauge', mpn_cache_bytes_used => 'gauge',
-        mpn_cache_bytes_total => 'gauge', mpn_redis_requests_total => 'counter',
+        mpn_cache_entries => 'gauge', mpn_cache_used_bytes => 'gauge',
+        mpn_cache_size_bytes => 'gauge', mpn_redis_requests_total => 'counter',
         mpn_redis_errors_total => 'counter', mpn_redis_timeouts_total => 'counter',
         mpn_redis_reconnects_total => 'counter',
         mpn_redis_latency_seconds => 'histogram', mpn_invalidations_total => 'counter',
-        mpn_token_cache_hits_total => 'counter', mpn_token_cache_misses_total => 'counter');
+        mpn_token_cache_hits_total => 'counter', mpn_token_cache_misses_total => 'counter',
+        mpn_aborted_total => 'counter');
     is_deeply({ map { $_ => $p->{$_}{type} } keys %$p }, \%types,
         'exactly the metrics of section 8, with their types');
     ok((grep { $p->{$_}{help} } keys %$p) == keys %types, 'each with a HELP');
@@ -193,6 +209,14 @@ subtest 'JSON and Prometheus, two workers, counted once each' => sub {
         5, 'a decision series in Prometheus');
     is($p->{mpn_cache_hits_total}{samples}{'mpn_cache_hits_total{}'}, 20,
         'the same numbers as the JSON');
+
+    SKIP: {
+        my ($rc, $out) = promtool_check(body($r));
+        skip 'promtool not installed (Debian package prometheus)', 2
+            unless defined $rc;
+        is($rc, 0, 'promtool check metrics passes');
+        is($out, '', 'promtool has no complaint') or diag $out;
+    }
 
     is(status($t->http_get('/status?format=xml')), 400, 'an unknown format: 400');
 
@@ -224,7 +248,7 @@ subtest 'without mpn_cache: redis counters, timeouts, errors, reconnects' => sub
     is($st->{redis}{requests}, 2, 'a GET per request');
     is($st->{cache}{hits} + $st->{cache}{misses} + $st->{cache}{entries}, 0,
         'cache counters stay at 0');
-    is($st->{cache}{bytes_total}, 0, 'no zone: bytes_total 0');
+    is($st->{cache}{size_bytes}, 0, 'no zone: size_bytes 0');
 
     $t->signal_redis('STOP');
     is((get_id($t, 'active'))[0], 503, 'redis stopped: 503');

@@ -159,8 +159,31 @@ is(header($r, 'X-Mpn'), 'signin/bad_token', 'exp as a string: bad_token');
 # the partner claim
 $r = bearer('/claim/x', token('ed', partner => 'gold', sub => 'someone'));
 is(header($r, 'X-Mpn-Partner'), 'gold', 'mpn_token_claim picks the partner claim');
-$r = bearer('/t/x', token('ed', sub => '../../etc/passwd'));
-is(header($r, 'X-Mpn'), 'signin/bad_token', 'a claim outside the id pattern: bad_token');
+# a token that verifies but names no partner id: the identity is bad, not
+# the token (made here: mpnctl refuses to sign such a subject)
+my $bad_sub = hs256_token($keys{hs}{jwk}, { sub => '../../etc/passwd', exp => time + 600 });
+$r = bearer('/t/x', $bad_sub);
+is(header($r, 'X-Mpn'), 'signin/bad_identity', 'a verified claim outside the id pattern: bad_identity');
+$r = bearer('/t/x', hs256_token($keys{hs}{jwk}, { sub => 12345, exp => time + 600 }));
+is(header($r, 'X-Mpn'), 'signin/bad_token', 'a claim that is no string: bad_token');
+$r = bearer('/t/x', hs256_token($keys{hs}{jwk}, { sub => 'a b', exp => time - 10 }));
+is(header($r, 'X-Mpn'), 'signin/token_expired', 'expired with a bad claim: still token_expired');
+
+sub hs256_token {
+    my ($jwk, $claims) = @_;
+    require Digest::SHA;
+    my $input = encode_base64url(encode_json({ alg => 'HS256', kid => $jwk->{kid} })) . '.'
+        . encode_base64url(JSON::PP->new->canonical->encode($claims));
+    (my $k = $jwk->{k}) =~ tr{-_}{+/};
+    my $sig = encode_base64url(Digest::SHA::hmac_sha256($input, MIME::Base64::decode_base64($k)));
+    push @tokens, "$input.$sig";
+    return "$input.$sig";
+}
+
+# a credential that is no JWS at all (a password pasted into the header)
+$r = bearer('/t/x', 'supersecretpassword');
+is(header($r, 'X-Mpn'), 'signin/bad_token', 'a non-JWS secret: bad_token');
+push @tokens, 'supersecretpassword';
 
 # a lapsed partner with a good token is still sent to renew
 $r = bearer('/t/x', token('hs', sub => 'suspended'));
@@ -183,9 +206,20 @@ is(header(bearer('/t/x', $tok), 'X-Mpn'), 'signin/bad_token', 'after reload: the
 $t->stop_nginx;
 
 my $log = $t->error_log;
-like($log, qr/mpn: token "[A-Za-z0-9_.-]{1,8}(\.\.\.)?" rejected: /, 'rejections are logged with a short prefix and a reason');
+like($log, qr/\[info\].*mpn: partner "-" refused: signin\/bad_token, token sha256:[0-9a-f]{8} kid "stranger": unknown kid/,
+    'a rejection is logged with its kid, a short hash and why');
+like($log, qr/refused: signin\/bad_identity, token sha256:[0-9a-f]{8} kid "hs": partner claim is not a partner id/,
+    'bad_identity from a token names the token the same way');
+my ($h1) = $log =~ /refused: signin\/bad_token, token sha256:([0-9a-f]{8}): not three segments/;
+ok($h1, 'a secret that is no JWS: no kid, a hash');
+is(scalar(() = $log =~ /token sha256:$h1\b/g), 1, 'the hash names that one token') if $h1;
 my @leaked = grep { index($log, $_) >= 0 } @tokens;
 is(scalar @leaked, 0, 'no full token appears in the error log');
+my @prefixes = grep { index($log, substr($_, 0, 8)) >= 0 }
+    map { s/^Bearer\s+//ri } grep { length >= 8 } @tokens;
+is(scalar @prefixes, 0, 'not even the first 8 characters of one') or diag "@prefixes";
+unlike($log, qr/supersec/, 'nothing of a rejected secret');
+unlike($log, qr/rejected: /, 'no second line per rejection: the refusal line says it all');
 unlike($log, qr/"k":"/, 'no key material in the log');
 $t->check_error_log;
 
@@ -220,5 +254,34 @@ my $both = "location /a { mpn on; mpn_token \$http_authorization; mpn_token_keys
 $t->write_nginx_conf($base =~ s/BODY/$both/r);
 my ($rc, $out) = $t->nginx_test_conf;
 is($rc, 0, 'token and partner in different scopes: fine') or diag $out;
+
+# the token source once at server level, a key set per location (section 3)
+my $pub_a = $t->write_file('pub_a.json', encode_json({ keys => [ $keys{hs}{jwk} ] }));
+my $per_location = "mpn_token \$http_authorization;\n"
+    . "location /a { mpn on; mpn_token_keys $pub_a; }\n"
+    . "location /b { mpn on; mpn_token_keys $pub_a; }\n"
+    . "location /open { }";
+$t->write_nginx_conf($base =~ s/BODY/$per_location/r);
+($rc, $out) = $t->nginx_test_conf;
+is($rc, 0, 'mpn_token at server level, mpn_token_keys per location: valid') or diag $out;
+unlike($out, qr/private members/, 'an oct key set is not warned about');
+
+# only where the gate is on without keys, and named at that "mpn" line
+$t->write_nginx_conf($base =~ s/BODY/$per_location\nlocation \/c {\n    mpn on;\n}/r);
+($rc, $out) = $t->nginx_test_conf;
+isnt($rc, 0, 'a gated location without keys: nginx -t fails');
+my ($line) = grep { $t->read_file('nginx.conf') =~ /^(?:.*\n){$_}    mpn on;\n}/ } 0 .. 100;
+like($out, qr/\[emerg\].*"mpn_token" is set but "mpn_token_keys" is not in \S+nginx\.conf:(\d+)/,
+    'the message says why') or diag $out;
+my ($at) = $out =~ /nginx\.conf:(\d+)/;
+is($at, $line + 1, 'and points at the line of that "mpn on"') or diag $out;
+
+# a key set holding private members (the signer's file) is warned about
+my $signer = $t->write_file('signer.json', encode_json({ keys => [ $keys{rs}{jwk}, $keys{hs}{jwk} ] }));
+$t->write_nginx_conf($base =~ s/BODY/mpn on; mpn_token \$http_authorization; mpn_token_keys $signer;/r);
+($rc, $out) = $t->nginx_test_conf;
+is($rc, 0, 'a key set with private members still loads');
+like($out, qr/\[warn\].*mpn_token_keys: key \d+ \(kid "rs"\) holds private members: give nginx only the public half/,
+    'but nginx -t warns about it, naming the key');
 
 done_testing;
