@@ -83,7 +83,14 @@ unit: deps $(UNIT_TESTS)
 
 tools: $(TOOLS)
 
-integration: deps module tools
+# an LD_PRELOAD shim that fails one malloc() size, for tests of the
+# out-of-memory paths (t/redirects.t)
+FAILALLOC    := $(BUILD)/failalloc.so
+
+$(FAILALLOC): t/lib/failalloc.c
+	$(CC) -O1 -g -Wall -Wextra -fPIC -shared -o $@ $<
+
+integration: deps module tools $(FAILALLOC)
 	MPN_MODULE=$(MODULE) MPN_ROOT=$(CURDIR) prove -j2 -I t/lib t/*.t
 
 # the integration suite again, the module built with ASan and UBSan and the

@@ -159,7 +159,9 @@ sub start_nginx {
     if ($pid == 0) {
         open STDOUT, '>>', "$self->{dir}/nginx.stderr";
         open STDERR, '>>', "$self->{dir}/nginx.stderr";
-        $ENV{LD_PRELOAD} = _preload();
+        # new(preload => LIB, env => {...}): a fault injector for nginx
+        $ENV{LD_PRELOAD} = join ' ', grep { $_ } _preload(), $self->{preload};
+        @ENV{ keys %{ $self->{env} || {} } } = values %{ $self->{env} || {} };
         exec '/usr/sbin/nginx', '-p', $self->{dir}, '-c', "$self->{dir}/nginx.conf";
         exit 127;
     }
