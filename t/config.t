@@ -78,4 +78,44 @@ check("mpn_redis 127.0.0.1:6379;\nmpn_cache zone=p:10m ttl=never;\nserver { list
 check("mpn_cache zone=p:10m;\nserver { listen 127.0.0.1:%%PORT%%; }",
     qr/\[emerg\].*"mpn_cache" is set but "mpn_redis" is not/, 'cache without redis');
 
+# checks made after the http block was read still name the directive's
+# own line (and file), not the end of nginx.conf
+sub line_of {
+    my ($file, $re) = @_;
+    my @lines = split /\n/, $t->read_file($file);
+    for my $i (0 .. $#lines) {
+        return $i + 1 if $lines[$i] =~ $re;
+    }
+    die "no line matches $re in $file";
+}
+
+sub check_at {
+    my ($http, $re, $file, $line_re, $name) = @_;
+    $t->write_nginx_conf($http);
+    my ($rc, $out) = $t->nginx_test_conf;
+    isnt($rc, 0, "$name: nginx -t fails");
+    my $line = line_of($file, $line_re);
+    like($out, qr/\[emerg\].*$re in \S*\Q$file\E:$line\n/,
+        "$name: the message names $file:$line") or diag $out;
+}
+
+check_at("mpn_redis 127.0.0.1:6379;\nserver {\n    listen 127.0.0.1:%%PORT%%;\n"
+    . "    location /a {\n        mpn on;\n    }\n    location /b { }\n}\n",
+    qr/"mpn" is on but neither "mpn_partner" nor "mpn_token" is set/,
+    'nginx.conf', qr/^\s+mpn on;/, 'mpn on without an identity source');
+check_at("server {\n    listen 127.0.0.1:%%PORT%%;\n    mpn_partner \$http_x;\n"
+    . "    mpn on;\n    location /a { }\n}\n",
+    qr/"mpn" is on but "mpn_redis" is not set/,
+    'nginx.conf', qr/^\s+mpn on;/, 'mpn on without mpn_redis');
+check_at("\nmpn_cache zone=p:1m;\n\nserver { listen 127.0.0.1:%%PORT%%; }\n",
+    qr/"mpn_cache" is set but "mpn_redis" is not/,
+    'nginx.conf', qr/^mpn_cache /, 'mpn_cache without mpn_redis');
+
+# in an included file, that file and its line
+$t->write_file('gated.conf', "# gated locations\nlocation /inc {\n    mpn on;\n}\n");
+check_at("mpn_redis 127.0.0.1:6379;\nserver {\n    listen 127.0.0.1:%%PORT%%;\n"
+    . "    include %%DIR%%/gated.conf;\n}\n",
+    qr/"mpn" is on but neither "mpn_partner" nor "mpn_token" is set/,
+    'gated.conf', qr/^\s+mpn on;/, 'mpn on in an included file');
+
 done_testing;

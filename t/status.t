@@ -15,6 +15,7 @@ use Test::More;
 use JSON::PP;
 use File::Temp;
 use Time::HiRes qw(time sleep);
+use IO::Socket::INET;
 use MpnTest;
 use MpnRecords;
 use MpnCache;
@@ -262,6 +263,38 @@ subtest 'without mpn_cache: redis counters, timeouts, errors, reconnects' => sub
         'error/redis_unavailable counted');
     is(decisions_total($st), 3 + $st->{decisions}{error}{redis_unavailable},
         'one decision per gated request');
+
+    $t->stop_nginx;
+    $t->check_error_log;
+};
+
+subtest 'a client that leaves before the decision is aborted, not decided' => sub {
+    my $t = MpnTest->new;
+    setup_html($t);
+    $t->start_redis;
+    seed_records($t);
+    $t->write_nginx_conf(cache_conf(redis => 'timeout=5s'));
+    $t->start_nginx;
+
+    is((get_id($t, 'active'))[0], 200, 'a first request is decided');
+    $t->signal_redis('STOP');
+
+    # the GET waits on a stopped server; the client gives up first
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $t->port)
+        or die "connect: $!";
+    print $s "GET /gated/x HTTP/1.0\r\nHost: localhost\r\nX-Partner: lapsed\r\n\r\n";
+    sleep 0.5;
+    close $s;
+
+    ok(poll(sub { status_json($t)->{aborted} == 1 }, 5), 'mpn_aborted_total: 1');
+    my $st = status_json($t);
+    is(decisions_total($st), 1, 'and only the first request is a decision');
+    my $p = parse_prometheus(body($t->http_get('/status?format=prometheus')));
+    is($p->{mpn_aborted_total}{samples}{'mpn_aborted_total{}'}, 1, 'in Prometheus too');
+
+    $t->signal_redis('CONT');
+    ok(poll(sub { (get_id($t, 'lapsed'))[0] == 403 }, 5), 'redis back: decided again');
+    is(status_json($t)->{aborted}, 1, 'a decided request is not aborted');
 
     $t->stop_nginx;
     $t->check_error_log;
