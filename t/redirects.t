@@ -20,8 +20,12 @@ my $ROOT = $ENV{MPN_ROOT} || "$FindBin::Bin/..";
 my $t = MpnTest->new;
 $t->start_redis;
 seed_records($t);
-mkdir $t->dir . "/html/$_" for qw(benefits tools api api2 exp);
+mkdir $t->dir . "/html/$_" for qw(benefits tools api api2 exp gold other);
+$t->write_file('html/other/denied.html', "other denied page\n");
 $t->write_file('html/login.html', "please sign in\n");
+$t->write_file('html/page.shtml', "page:"
+    . '<!--# include virtual="/benefits/index.html" -->'
+    . '<!--# include virtual="/tools/index.html" -->' . "end\n");
 $t->write_file('html/api2/e401.html', "api2 error page\n");
 # a key set for the token locations: no token is ever sent, so any will do
 $t->write_file('jwks.json', '{"keys":[{"kty":"oct","kid":"k",'
@@ -53,6 +57,26 @@ $t->write_nginx_conf(<<'EOF');
 
         location = /denied.html {
             ssi on;
+        }
+
+        # an error page in a location that names the partner otherwise:
+        # the gate starts over there, the request is still counted once
+        location /gold/ {
+            mpn on;
+            mpn_require_tier gold;
+            error_page 403 /other/denied.html;
+        }
+
+        location /other/ {
+            mpn on;
+            mpn_partner $http_x_other;
+        }
+
+        # an ungated page that includes gated ones
+        location = /page.shtml {
+            ssi on;
+            ssi_types *;
+            mpn off;
         }
 
         location = /status {
@@ -114,6 +138,21 @@ is($s->{decisions}{upgrade}{tier}, 1, 'the refusal is counted once');
 $r = $t->http_get('/tools/', 'X-Partner' => 'active');
 is(status($r), 200, 'an Action Pack partner gets the tools index');
 
+my $before = counters();
+$r = $t->http_get('/gold/x', 'X-Partner' => 'network', 'X-Other' => 'active');
+is(status($r), 403, 'refused, then an error page gated by another identity');
+like($r, qr/other denied page/, 'which lets the other partner see it');
+my $after = counters();
+my $sum = sub { my $n = 0; $n += $_ for map { values %$_ } values %{ $_[0]{decisions} }; $n };
+is($sum->($after) - $sum->($before), 1, 'starting over does not count the request twice');
+
+# nginx runs no access handler for a subrequest (SSI include, auth_request):
+# an include of a gated location is not gated; the page that includes is
+$r = $t->http_get('/page.shtml', 'X-Partner' => 'network');
+is(status($r), 200, 'an ungated page with SSI includes of gated locations');
+like($r, qr/page:benefits index\ntools index\nend/,
+    'includes them whatever the partner: gate the including page');
+
 # refusal headers go through nginx's own fields
 $r = $t->http_get('/api/x');
 is(status($r), 200, 'a 401 sent to a sign-in page through error_page =');
@@ -140,7 +179,7 @@ $s = counters();
 is($s->{decisions}{signin}{no_token}, 2, 'each token refusal counted once');
 
 $t->stop_nginx;
-my @refusals = $t->error_log =~ /refused: upgrade\/tier/g;
+my @refusals = $t->error_log =~ /refused: upgrade\/tier, missing tier "action_pack"/g;
 is(scalar @refusals, 1, 'one info line for the one refusal');
 $t->check_error_log;
 
