@@ -699,8 +699,9 @@ ngx_http_mpn_log_refusal(ngx_http_request_t *r, ngx_http_mpn_loc_conf_t *lcf,
     }
 
     if (d->reason == MPN_R_NOT_MEMBER) {
-        p = ngx_slprintf(p, last, (ctx->record == NULL)
-                                  ? ", no record" : ", not a network member");
+        p = ngx_slprintf(p, last, ", %s", (ctx->record == NULL)
+                                          ? "no record"
+                                          : "not a network member");
     }
 
     if (ctx->detail.len) {
@@ -1264,18 +1265,15 @@ ngx_http_mpn_conf_error(ngx_conf_t *cf, ngx_http_mpn_conf_pos_t *pos,
     va_list   args;
     u_char    buf[NGX_MAX_CONF_ERRSTR];
 
-    if (pos->file.len == 0) {
-        va_start(args, fmt);
-        p = ngx_vslprintf(buf, buf + sizeof(buf), fmt, args);
-        va_end(args);
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%*s", (size_t) (p - buf), buf);
-        return;
-    }
-
     va_start(args, fmt);
     p = ngx_vslprintf(buf, buf + sizeof(buf), fmt, args);
     va_end(args);
+
+    if (pos->file.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%*s", (size_t) (p - buf),
+                           buf);
+        return;
+    }
 
     ngx_log_error(NGX_LOG_EMERG, cf->log, 0, "%*s in %V:%ui",
                   (size_t) (p - buf), buf, &pos->file, pos->line);
