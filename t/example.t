@@ -52,6 +52,8 @@ $r = $t->http_get('/mpn-status');
 like($r, qr/"decisions":\{"allow":\{"ok":\d+/, 'the status page answers from loopback');
 
 $t->stop_nginx;
+like($t->error_log, qr/\[error\].*mpn: partner "lapsed" refused: renew\/lapsed, missing tier "action_pack"/,
+    'refusals are logged at error, as the example sets');
 $t->check_error_log;
 
 done_testing;
