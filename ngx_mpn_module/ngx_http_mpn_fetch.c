@@ -131,7 +131,7 @@ ngx_http_mpn_fetch(ngx_http_request_t *r, ngx_http_mpn_ctx_t *ctx,
 
     wait = mcf->redis->timeout;
 
-    if (!ngx_http_mpn_redis_connected()) {
+    if (!ngx_http_mpn_redis_ready()) {
         wait += mcf->redis->connect_timeout;
     }
 

@@ -1280,8 +1280,8 @@ ngx_http_mpn_conf_error(ngx_conf_t *cf, ngx_http_mpn_conf_pos_t *pos,
 }
 
 
-/* mpn_redis ADDRESS [db=N] [password_file=PATH] [connect_timeout=T]
- *           [timeout=T] */
+/* mpn_redis ADDRESS [db=N] [password_file=PATH] [marker=KEY|off]
+ *           [connect_timeout=T] [timeout=T] */
 
 static char *
 ngx_http_mpn_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -1305,6 +1305,7 @@ ngx_http_mpn_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     rc->connect_timeout = 200;
     rc->timeout = 100;
+    ngx_str_set(&rc->marker, "mpn:meta");
 
     value = cf->args->elts;
 
@@ -1380,6 +1381,23 @@ ngx_http_mpn_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 != NGX_CONF_OK)
             {
                 return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "marker=", 7) == 0) {
+            rc->marker.data = value[i].data + 7;
+            rc->marker.len = value[i].len - 7;
+
+            if (rc->marker.len == 0) {
+                goto invalid;
+            }
+
+            if (rc->marker.len == 3
+                && ngx_strncmp(rc->marker.data, "off", 3) == 0)
+            {
+                rc->marker.len = 0;
             }
 
             continue;

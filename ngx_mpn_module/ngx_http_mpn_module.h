@@ -60,6 +60,7 @@ typedef struct {
     ngx_str_t                  unix_path;    /* NUL-terminated */
     ngx_int_t                  db;
     ngx_str_t                  password;     /* never logged */
+    ngx_str_t                  marker;       /* dataset marker; empty: off */
     ngx_msec_t                 connect_timeout;
     ngx_msec_t                 timeout;
 } ngx_http_mpn_redis_conf_t;
@@ -150,7 +151,8 @@ typedef void (*ngx_http_mpn_reply_pt)(void *data, void *reply);
 void ngx_http_mpn_redis_init_process(ngx_cycle_t *cycle,
     ngx_http_mpn_main_conf_t *mcf);
 void ngx_http_mpn_redis_exit_process(void);
-ngx_uint_t ngx_http_mpn_redis_connected(void);
+/* connected, set up and the dataset marker seen: lookups can be served */
+ngx_uint_t ngx_http_mpn_redis_ready(void);
 ngx_http_mpn_lookup_t *ngx_http_mpn_redis_get(ngx_str_t *key,
     ngx_http_mpn_reply_pt handler, void *data);
 void ngx_http_mpn_redis_timed_out(ngx_http_mpn_lookup_t *lookup);

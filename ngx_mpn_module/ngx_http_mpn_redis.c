@@ -5,6 +5,14 @@
  * loss; the invalidation subscriber uses it too.  On top of it, each worker
  * keeps one lookup connection, opened in init_process and closed in
  * exit_process, on which the GETs are pipelined.
+ *
+ * The lookup connection is ready only once AUTH and SELECT succeeded and
+ * the dataset marker (mpn_redis marker=, default "mpn:meta") exists in its
+ * database; the marker is checked again every second.  GETs asked for
+ * while the connection is being set up wait here, unsent, and fail if it
+ * does not become ready; while the marker is missing they fail at once.  A
+ * reply that arrives after a failed check is not used: a Redis that lost
+ * its data, or the wrong database, must not turn partners into strangers.
  */
 
 #include <hiredis/hiredis.h>
@@ -17,22 +25,34 @@
 #define NGX_HTTP_MPN_BACKOFF_MIN  50
 #define NGX_HTTP_MPN_BACKOFF_MAX  1000
 
+#define NGX_HTTP_MPN_CHECK_INTERVAL    1000  /* ms between marker checks */
+#define NGX_HTTP_MPN_UNREADY_LOG_EVERY  60   /* s between repeated lines */
+
 
 struct ngx_http_mpn_lookup_s {
     ngx_http_mpn_reply_pt      handler;
     void                      *data;
-    uint64_t                   seq;          /* order sent */
-    uint64_t                   answered;     /* last answered when sent */
+    uint64_t                   answered;     /* replies counted when sent */
     uint64_t                   sent_usec;    /* for the latency histogram */
-    ngx_http_mpn_lookup_t     *next;         /* free list */
+    ngx_http_mpn_lookup_t     *next;         /* free or held list */
+    size_t                     key_len;      /* key of a held lookup */
+    u_char                     key[1];
 };
 
 
 typedef struct {
     ngx_http_mpn_conn_t        conn;
-    uint64_t                   sent;         /* seq of the last GET sent */
-    uint64_t                   answered;     /* seq of the last GET answered */
+    uint64_t                   answered;     /* replies received */
+    size_t                     key_max;      /* prefix + the longest id */
     ngx_http_mpn_lookup_t     *free;
+    ngx_http_mpn_lookup_t     *held;         /* waiting for "ready" */
+    ngx_http_mpn_lookup_t    **held_last;
+    ngx_event_t                check;        /* the marker check timer */
+    time_t                     unready_logged;
+    unsigned                   ready:1;      /* lookups can be served */
+    unsigned                   checked:1;    /* a check was answered */
+    unsigned                   checking:1;   /* an EXISTS is outstanding */
+    unsigned                   unready:1;    /* said so in the log */
 } ngx_http_mpn_redis_t;
 
 
@@ -53,7 +73,21 @@ static void ngx_http_mpn_conn_add_write(void *data);
 static void ngx_http_mpn_conn_del_write(void *data);
 static void ngx_http_mpn_conn_cleanup(void *data);
 
+static void ngx_http_mpn_conn_set_up(ngx_http_mpn_conn_t *mc);
+
 static void ngx_http_mpn_redis_on_connect(ngx_http_mpn_conn_t *mc);
+static void ngx_http_mpn_redis_on_ready(ngx_http_mpn_conn_t *mc);
+static void ngx_http_mpn_redis_on_close(ngx_http_mpn_conn_t *mc);
+static void ngx_http_mpn_redis_check_handler(ngx_event_t *ev);
+static void ngx_http_mpn_redis_check(ngx_http_mpn_redis_t *rs);
+static void ngx_http_mpn_redis_check_reply(redisAsyncContext *ac,
+    void *reply, void *data);
+static void ngx_http_mpn_redis_set_ready(ngx_http_mpn_redis_t *rs);
+static void ngx_http_mpn_redis_unready(ngx_http_mpn_redis_t *rs,
+    redisReply *rr);
+static ngx_int_t ngx_http_mpn_redis_send(ngx_http_mpn_redis_t *rs,
+    ngx_http_mpn_lookup_t *lk, u_char *key, size_t len);
+static void ngx_http_mpn_redis_fail_held(ngx_http_mpn_redis_t *rs);
 static void ngx_http_mpn_redis_reply(redisAsyncContext *ac, void *reply,
     void *data);
 
@@ -72,7 +106,9 @@ ngx_http_mpn_conn_start(ngx_http_mpn_conn_t *mc, ngx_cycle_t *cycle)
     mc->ac = NULL;
     mc->conn = NULL;
     mc->backoff = NGX_HTTP_MPN_BACKOFF_MIN;
+    mc->setup = 0;
     mc->connected = 0;
+    mc->set_up = 0;
     mc->was_connected = 0;
     mc->exiting = 0;
 
@@ -177,18 +213,26 @@ ngx_http_mpn_conn_connect(ngx_event_t *ev)
     mc->ac = ac;
     mc->conn = c;
     mc->connected = 0;
+    mc->set_up = 0;
+    mc->setup = 0;
 
-    /* queued ahead of any other command, so everything runs authenticated
-     * in the right database */
+    /* queued ahead of any other command; the users send theirs only once
+     * every one of these succeeded (on_ready) */
 
-    if (rc->password.len) {
-        redisAsyncCommand(ac, ngx_http_mpn_conn_setup_reply, "AUTH",
-                          "AUTH %b", rc->password.data, rc->password.len);
+    if (rc->password.len
+        && redisAsyncCommand(ac, ngx_http_mpn_conn_setup_reply, "AUTH",
+                             "AUTH %b", rc->password.data, rc->password.len)
+           == REDIS_OK)
+    {
+        mc->setup++;
     }
 
-    if (rc->db) {
-        redisAsyncCommand(ac, ngx_http_mpn_conn_setup_reply, "SELECT",
-                          "SELECT %d", (int) rc->db);
+    if (rc->db
+        && redisAsyncCommand(ac, ngx_http_mpn_conn_setup_reply, "SELECT",
+                             "SELECT %d", (int) rc->db)
+           == REDIS_OK)
+    {
+        mc->setup++;
     }
 
     /* the first write event tells hiredis the connect has completed */
@@ -278,6 +322,21 @@ ngx_http_mpn_conn_on_connect(const redisAsyncContext *ac, int status)
     }
 
     mc->was_connected = 1;
+
+    if (mc->setup == 0 && mc->ac != NULL) {
+        ngx_http_mpn_conn_set_up(mc);
+    }
+}
+
+
+static void
+ngx_http_mpn_conn_set_up(ngx_http_mpn_conn_t *mc)
+{
+    mc->set_up = 1;
+
+    if (mc->on_ready) {
+        mc->on_ready(mc);
+    }
 }
 
 
@@ -302,17 +361,39 @@ ngx_http_mpn_conn_setup_reply(redisAsyncContext *ac, void *reply,
     ngx_http_mpn_conn_t  *mc = ac->data;
     redisReply           *rr = reply;
 
-    if (rr == NULL || rr->type != REDIS_REPLY_ERROR) {
+    if (rr == NULL) {
+        /* the connection is going away */
         return;
     }
 
-    /* the reply text is Redis's, never the password */
-    ngx_http_mpn_log_limited(&mc->error_limit, mc->log,
-                             "mpn: redis %V: %s%s failed: %*s",
-                             &mc->conf->addr_text, mc->role, (char *) data,
-                             (size_t) ngx_min(rr->len, 200), rr->str);
+    if (rr->type != REDIS_REPLY_ERROR) {
+        if (--mc->setup == 0 && mc->connected && !mc->set_up) {
+            ngx_http_mpn_conn_set_up(mc);
+        }
 
-    /* the commands queued behind fail with NOAUTH; start over later */
+        return;
+    }
+
+    /* the reply text is Redis's, never the password; e.g. a db= out of
+     * range, or an ACL user without SELECT */
+    if (ngx_strcmp(data, "SELECT") == 0) {
+        ngx_http_mpn_log_limited(&mc->error_limit, mc->log,
+                                 "mpn: redis %V: %sSELECT %i failed: %*s; "
+                                 "nothing is read until it succeeds",
+                                 &mc->conf->addr_text, mc->role,
+                                 mc->conf->db, (size_t) ngx_min(rr->len, 200),
+                                 rr->str);
+
+    } else {
+        ngx_http_mpn_log_limited(&mc->error_limit, mc->log,
+                                 "mpn: redis %V: %s%s failed: %*s; nothing "
+                                 "is read until it succeeds",
+                                 &mc->conf->addr_text, mc->role,
+                                 (char *) data, (size_t) ngx_min(rr->len, 200),
+                                 rr->str);
+    }
+
+    /* nothing else was sent: close and start over later */
     redisAsyncDisconnect(ac);
 }
 
@@ -423,6 +504,7 @@ ngx_http_mpn_conn_cleanup(void *data)
     mc->ac = NULL;
     mc->conn = NULL;
     mc->connected = 0;
+    mc->set_up = 0;
 
     if (mc->connect_timer.timer_set) {
         ngx_del_timer(&mc->connect_timer);
@@ -446,9 +528,19 @@ ngx_http_mpn_redis_init_process(ngx_cycle_t *cycle,
 
     ngx_memzero(rs, sizeof(ngx_http_mpn_redis_t));
 
+    rs->key_max = mcf->key_prefix.len + MPN_ID_MAX;
+    rs->held_last = &rs->held;
+
+    rs->check.handler = ngx_http_mpn_redis_check_handler;
+    rs->check.data = rs;
+    rs->check.log = cycle->log;
+    rs->check.cancelable = 1;
+
     rs->conn.conf = mcf->redis;
     rs->conn.role = "";
     rs->conn.on_connect = ngx_http_mpn_redis_on_connect;
+    rs->conn.on_ready = ngx_http_mpn_redis_on_ready;
+    rs->conn.on_close = ngx_http_mpn_redis_on_close;
     rs->conn.data = rs;
 
     ngx_http_mpn_conn_start(&rs->conn, cycle);
@@ -463,6 +555,10 @@ ngx_http_mpn_redis_exit_process(void)
 
     ngx_http_mpn_conn_close(&rs->conn);
 
+    if (rs->check.timer_set) {
+        ngx_del_timer(&rs->check);
+    }
+
     while (rs->free != NULL) {
         lk = rs->free;
         rs->free = lk->next;
@@ -472,9 +568,9 @@ ngx_http_mpn_redis_exit_process(void)
 
 
 ngx_uint_t
-ngx_http_mpn_redis_connected(void)
+ngx_http_mpn_redis_ready(void)
 {
-    return ngx_http_mpn_redis.conn.connected;
+    return ngx_http_mpn_redis.ready;
 }
 
 
@@ -487,6 +583,199 @@ ngx_http_mpn_redis_on_connect(ngx_http_mpn_conn_t *mc)
 }
 
 
+static void
+ngx_http_mpn_redis_on_ready(ngx_http_mpn_conn_t *mc)
+{
+    ngx_http_mpn_redis_t  *rs = mc->data;
+
+    if (mc->conf->marker.len == 0) {
+        ngx_http_mpn_redis_set_ready(rs);
+        return;
+    }
+
+    ngx_http_mpn_redis_check(rs);
+
+    ngx_add_timer(&rs->check, NGX_HTTP_MPN_CHECK_INTERVAL);
+}
+
+
+static void
+ngx_http_mpn_redis_on_close(ngx_http_mpn_conn_t *mc)
+{
+    ngx_http_mpn_redis_t  *rs = mc->data;
+
+    rs->ready = 0;
+    rs->checked = 0;
+    rs->checking = 0;
+
+    if (rs->check.timer_set) {
+        ngx_del_timer(&rs->check);
+    }
+
+    ngx_http_mpn_redis_fail_held(rs);
+}
+
+
+static void
+ngx_http_mpn_redis_check_handler(ngx_event_t *ev)
+{
+    ngx_http_mpn_redis_t  *rs = ev->data;
+
+    if (rs->conn.ac == NULL || !rs->conn.set_up) {
+        return;
+    }
+
+    ngx_http_mpn_redis_check(rs);
+
+    ngx_add_timer(&rs->check, NGX_HTTP_MPN_CHECK_INTERVAL);
+}
+
+
+/* EXISTS on the lookup connection, in line with the GETs */
+
+static void
+ngx_http_mpn_redis_check(ngx_http_mpn_redis_t *rs)
+{
+    ngx_str_t  *marker = &rs->conn.conf->marker;
+
+    if (rs->checking || rs->conn.ac == NULL) {
+        /* a slow server: one check at a time */
+        return;
+    }
+
+    if (redisAsyncCommand(rs->conn.ac, ngx_http_mpn_redis_check_reply, rs,
+                          "EXISTS %b", marker->data, marker->len)
+        == REDIS_OK)
+    {
+        rs->checking = 1;
+    }
+}
+
+
+static void
+ngx_http_mpn_redis_check_reply(redisAsyncContext *ac, void *reply,
+    void *data)
+{
+    ngx_http_mpn_redis_t  *rs = data;
+    redisReply            *rr = reply;
+
+    rs->checking = 0;
+
+    if (rr == NULL) {
+        /* the connection is going away: on_close follows */
+        return;
+    }
+
+    rs->answered++;
+    rs->checked = 1;
+
+    if (rr->type == REDIS_REPLY_INTEGER && rr->integer > 0) {
+        ngx_http_mpn_redis_set_ready(rs);
+        return;
+    }
+
+    ngx_http_mpn_redis_unready(rs, rr);
+}
+
+
+static void
+ngx_http_mpn_redis_set_ready(ngx_http_mpn_redis_t *rs)
+{
+    ngx_http_mpn_lookup_t  *lk, *next;
+
+    if (rs->ready) {
+        return;
+    }
+
+    rs->ready = 1;
+
+    if (rs->unready) {
+        rs->unready = 0;
+        ngx_log_error(NGX_LOG_NOTICE, rs->conn.log, 0,
+                      "mpn: redis %V database %i: dataset marker \"%V\" "
+                      "found, lookups are served again",
+                      &rs->conn.conf->addr_text, rs->conn.conf->db,
+                      &rs->conn.conf->marker);
+    }
+
+    lk = rs->held;
+    rs->held = NULL;
+    rs->held_last = &rs->held;
+
+    for ( /* void */ ; lk != NULL; lk = next) {
+        next = lk->next;
+
+        if (ngx_http_mpn_redis_send(rs, lk, lk->key, lk->key_len) != NGX_OK) {
+            lk->next = rs->free;
+            rs->free = lk;
+            ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);
+            lk->handler(lk->data, NULL);
+        }
+    }
+}
+
+
+/* the marker is missing, or the check got an error reply (NOPERM) */
+
+static void
+ngx_http_mpn_redis_unready(ngx_http_mpn_redis_t *rs, redisReply *rr)
+{
+    ngx_http_mpn_redis_conf_t  *rc = rs->conn.conf;
+
+    rs->ready = 0;
+
+    /* one line when it happens, then one a minute while it lasts */
+
+    if (!rs->unready
+        || ngx_time() - rs->unready_logged >= NGX_HTTP_MPN_UNREADY_LOG_EVERY)
+    {
+        rs->unready = 1;
+        rs->unready_logged = ngx_time();
+
+        if (rr->type == REDIS_REPLY_ERROR) {
+            ngx_log_error(NGX_LOG_ERR, rs->conn.log, 0,
+                          "mpn: redis %V database %i: the dataset marker "
+                          "check (EXISTS \"%V\") failed: %*s; lookups fail "
+                          "until it succeeds",
+                          &rc->addr_text, rc->db, &rc->marker,
+                          (size_t) ngx_min(rr->len, 200), rr->str);
+
+        } else {
+            ngx_log_error(NGX_LOG_ERR, rs->conn.log, 0,
+                          "mpn: redis %V database %i: no dataset marker "
+                          "\"%V\", so lookups fail until it exists: is "
+                          "this the right server and database, or was its "
+                          "data lost?  Once the records are there, write "
+                          "the marker with \"mpnctl init\"",
+                          &rc->addr_text, rc->db, &rc->marker);
+        }
+    }
+
+    ngx_http_mpn_redis_fail_held(rs);
+}
+
+
+static void
+ngx_http_mpn_redis_fail_held(ngx_http_mpn_redis_t *rs)
+{
+    ngx_http_mpn_lookup_t  *lk, *next;
+
+    lk = rs->held;
+    rs->held = NULL;
+    rs->held_last = &rs->held;
+
+    for ( /* void */ ; lk != NULL; lk = next) {
+        next = lk->next;
+
+        lk->next = rs->free;
+        rs->free = lk;
+
+        ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);
+        lk->handler(lk->data, NULL);
+    }
+}
+
+
 ngx_http_mpn_lookup_t *
 ngx_http_mpn_redis_get(ngx_str_t *key, ngx_http_mpn_reply_pt handler,
     void *data)
@@ -494,7 +783,10 @@ ngx_http_mpn_redis_get(ngx_str_t *key, ngx_http_mpn_reply_pt handler,
     ngx_http_mpn_lookup_t  *lk;
     ngx_http_mpn_redis_t   *rs = &ngx_http_mpn_redis;
 
-    if (rs->conn.ac == NULL) {
+    if (rs->conn.ac == NULL || (rs->checked && !rs->ready)
+        || key->len > rs->key_max)
+    {
+        /* no connection, or no marker in its database */
         ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);
         return NULL;
     }
@@ -505,7 +797,8 @@ ngx_http_mpn_redis_get(ngx_str_t *key, ngx_http_mpn_reply_pt handler,
         rs->free = lk->next;
 
     } else {
-        lk = ngx_alloc(sizeof(ngx_http_mpn_lookup_t), rs->conn.log);
+        lk = ngx_alloc(sizeof(ngx_http_mpn_lookup_t) + rs->key_max,
+                       rs->conn.log);
         if (lk == NULL) {
             return NULL;
         }
@@ -513,35 +806,60 @@ ngx_http_mpn_redis_get(ngx_str_t *key, ngx_http_mpn_reply_pt handler,
 
     lk->handler = handler;
     lk->data = data;
-    lk->seq = rs->sent + 1;
-    lk->answered = rs->answered;
-    lk->sent_usec = ngx_http_mpn_usec();
 
-    if (redisAsyncCommand(rs->conn.ac, ngx_http_mpn_redis_reply, lk, "GET %b",
-                          key->data, key->len)
-        != REDIS_OK)
-    {
-        /* the context is disconnecting or being freed */
+    if (!rs->ready) {
+        /* the connection is being set up: sent once it is ready */
+        ngx_memcpy(lk->key, key->data, key->len);
+        lk->key_len = key->len;
+        lk->answered = rs->answered;
+        lk->next = NULL;
+
+        *rs->held_last = lk;
+        rs->held_last = &lk->next;
+
+        return lk;
+    }
+
+    if (ngx_http_mpn_redis_send(rs, lk, key->data, key->len) != NGX_OK) {
         lk->next = rs->free;
         rs->free = lk;
         ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);
         return NULL;
     }
 
-    rs->sent = lk->seq;
+    return lk;
+}
+
+
+static ngx_int_t
+ngx_http_mpn_redis_send(ngx_http_mpn_redis_t *rs, ngx_http_mpn_lookup_t *lk,
+    u_char *key, size_t len)
+{
+    lk->answered = rs->answered;
+    lk->sent_usec = ngx_http_mpn_usec();
+
+    if (rs->conn.ac == NULL
+        || redisAsyncCommand(rs->conn.ac, ngx_http_mpn_redis_reply, lk,
+                             "GET %b", key, len)
+           != REDIS_OK)
+    {
+        /* the context is disconnecting or being freed */
+        return NGX_ERROR;
+    }
 
     ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_REQUESTS);
 
-    return lk;
+    return NGX_OK;
 }
 
 
 /*
  * A wait ran out.  When nothing at all has been answered since that GET was
- * sent, the connection is stalled (e.g. a stopped server): drop it, which
- * fails every pending lookup now and reconnects with backoff, instead of
- * letting lookups pile up on a dead socket.  A server that is slow but
- * still answering the GETs queued before keeps its connection.
+ * sent (or held, while the connection was being set up), the connection is
+ * stalled (e.g. a stopped server): drop it, which fails every pending
+ * lookup now and reconnects with backoff, instead of letting lookups pile
+ * up on a dead socket.  A server that is slow but still answering the
+ * commands queued before keeps its connection.
  */
 
 void
@@ -572,10 +890,15 @@ ngx_http_mpn_redis_reply(redisAsyncContext *ac, void *reply, void *data)
     void                   *hdata;
 
     if (reply != NULL) {
-        rs->answered = lk->seq;
+        rs->answered++;
         ngx_http_mpn_status_latency(ngx_http_mpn_usec() - lk->sent_usec);
 
-        if (((redisReply *) reply)->type == REDIS_REPLY_ERROR) {
+        if (!rs->ready) {
+            /* sent before a marker check that failed: not used */
+            reply = NULL;
+            ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);
+
+        } else if (((redisReply *) reply)->type == REDIS_REPLY_ERROR) {
             ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);
         }
 

@@ -469,6 +469,10 @@ ngx_http_mpn_status_json(u_char *p, ngx_http_mpn_stats_t *st,
                         st->counters[i]);
     }
 
+    /* this worker's lookup connection; every worker checks the marker
+     * each second, so they agree within about a second */
+    p = ngx_sprintf(p, "\"ready\":%ui,", ngx_http_mpn_redis_ready());
+
     p = ngx_sprintf(p, "\"latency_seconds\":{\"buckets\":{");
 
     count = 0;
@@ -544,6 +548,12 @@ ngx_http_mpn_status_prometheus(u_char *p, ngx_http_mpn_stats_t *st,
             }
         }
     }
+
+    p = ngx_sprintf(p,
+            "# HELP mpn_redis_ready 1 while lookups can be served: "
+            "connected, set up and the dataset marker seen.\n"
+            "# TYPE mpn_redis_ready gauge\n"
+            "mpn_redis_ready %ui\n", ngx_http_mpn_redis_ready());
 
     p = ngx_sprintf(p,
             "# HELP mpn_redis_latency_seconds Time from sending a GET to "

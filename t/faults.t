@@ -169,8 +169,8 @@ subtest 'a slow redis that still answers keeps its connection' => sub {
     my $t = MpnTest->new;
     setup($t);
 
-    # answers every GET with nil, one reply each 100 ms, and counts the
-    # connections it accepts
+    # answers every GET with nil, one reply each 100 ms, the dataset
+    # marker check at once, and counts the connections it accepts
     my $fake = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
         Listen => 64, ReuseAddr => 1) or die;
     my $port = $fake->sockport;
@@ -184,7 +184,11 @@ subtest 'a slow redis that still answers keeps its connection' => sub {
             open my $fh, '>', $accepted; print $fh $n; close $fh;
             my $buf = '';
             while (sysread($c, $buf, 65536, length $buf)) {
-                while ($buf =~ s/^\*2\r\n\$3\r\nGET\r\n\$\d+\r\n[^\r]*\r\n//) {
+                while ($buf =~ s/^\*2\r\n\$(3\r\nGET|6\r\nEXISTS)\r\n\$\d+\r\n[^\r]*\r\n//) {
+                    if ($1 =~ /EXISTS/) {
+                        syswrite($c, ":1\r\n") or last;
+                        next;
+                    }
                     sleep 0.1;
                     syswrite($c, "\$-1\r\n") or last;
                 }

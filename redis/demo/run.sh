@@ -106,6 +106,8 @@ for _ in $(seq 100); do
 done
 [ "$(rcli ping 2>/dev/null)" = PONG ] || { echo "run.sh: redis did not start" >&2; exit 1; }
 rcli -x FUNCTION LOAD REPLACE < "$ROOT/redis/mpn.lua" >/dev/null
+# the dataset marker: the gate reads no record from a Redis without it
+rcli SET mpn:meta "{\"v\":1,\"created_at\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\"}" >/dev/null
 
 # --- demo key and partners --------------------------------------------------
 "$MPNCTL" keygen --alg ES256 --kid demo > "$RUNDIR/jwks.json"

@@ -95,6 +95,9 @@ awk -v n="$partners" 'BEGIN {
                length(k), k, length(v), v
     }
 }' | redis-cli -p "$rport" --pipe >/dev/null
+# the dataset marker: the gate reads no record from a Redis without it
+redis-cli -p "$rport" SET mpn:meta '{"v":1,"created_at":"2026-01-15T00:00:00Z"}' \
+    >/dev/null
 
 # --- nginx -------------------------------------------------------------------
 

@@ -2,7 +2,8 @@ package MpnRedis;
 
 # A private redis-server for a test and a tiny RESP2 client, core Perl only.
 #
-#   my $srv = MpnRedis->start;             # redis-server on a free port
+#   my $srv = MpnRedis->start;             # redis-server on a free port,
+#                                          # with the dataset marker
 #   $srv->load_library;                    # FUNCTION LOAD REPLACE redis/mpn.lua
 #   my $r = $srv->client;
 #   $r->cmd('SET', 'k', 'v');              # 'OK'
@@ -45,9 +46,21 @@ sub free_port {
 }
 
 
+# the dataset marker the module wants to see before it reads a record
+# (spec section 11), as `mpnctl init` writes it
+our $MARKER = 'mpn:meta';
+
+sub marker_json {
+    require POSIX;
+    return '{"v":1,"created_at":"'
+        . POSIX::strftime('%Y-%m-%dT%H:%M:%SZ', gmtime) . '"}';
+}
+
+
 # Starts redis-server (daemonize no) in a temporary directory; dies unless
 # it answers PING within 5 s.  Options: dir, port (to come back on the
-# same port after a stop), conf (extra redis.conf lines).
+# same port after a stop), conf (extra redis.conf lines), password (for
+# requirepass), marker => 0 (do not write the dataset marker in db 0).
 sub start {
     my ($class, %opt) = @_;
 
@@ -88,6 +101,7 @@ sub start {
         if (defined $pong && (ref $pong ? $pong->msg =~ /^NOAUTH/
                                         : $pong eq 'PONG'))
         {
+            $self->write_marker($opt{password}) if $opt{marker} // 1;
             return $self;
         }
         if (waitpid($pid, WNOHANG) == $pid) {
@@ -108,6 +122,17 @@ sub addr { '127.0.0.1:' . $_[0]{port} }
 sub unix_socket { $_[0]{dir} . '/redis.sock' }
 
 sub client { MpnRedis::Client->new($_[0]{port}) }
+
+
+# SET the dataset marker (in db 0, or db $db)
+sub write_marker {
+    my ($self, $password, $db) = @_;
+    my $c = $self->client;
+    $c->cmd('AUTH', $password) if defined $password;
+    $c->cmd('SELECT', $db) if $db;
+    my $r = $c->cmd('SET', $MARKER, marker_json());
+    die "SET $MARKER: $r->{msg}" if ref($r) eq 'MpnRedis::Error';
+}
 
 
 sub log_tail {

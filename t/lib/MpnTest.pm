@@ -64,14 +64,17 @@ sub read_file {
 
 # --- redis ------------------------------------------------------------------
 
-# a private redis-server in the test's directory; a restart keeps the port
+# a private redis-server in the test's directory, with the dataset marker
+# unless marker => 0; a restart keeps the port
 sub start_redis {
     my ($self, %o) = @_;
 
     $self->{redis_password} = $o{password};
     $self->{redis} = MpnRedis->start(dir => $self->{dir},
-        port => $self->{redis_port},
-        conf => [ defined $o{password} ? "requirepass $o{password}" : () ]);
+        port => $self->{redis_port}, password => $o{password},
+        marker => $o{marker} // 1,
+        conf => [ defined $o{password} ? "requirepass $o{password}" : (),
+                  @{ $o{conf} || [] } ]);
     $self->{redis_port} = $self->{redis}->port;
     return $self->{redis_port};
 }
