@@ -7,11 +7,22 @@
  * for ttl (negative_ttl without a record) from then, unless it was read
  * before the last gap in the invalidation subscription or while an
  * invalidation went by.  Expired entries stay, to answer as STALE within
- * ttl + stale when Redis cannot, until the LRU evicts them.
+ * ttl + stale when Redis cannot (never with stale=0), until the LRU evicts
+ * them.
+ *
+ * The zone keeps a description of its source (server, database, key
+ * prefix).  A reload that reuses the zone with another source empties it
+ * and bumps its generation; workers of the old configuration, still
+ * finishing their requests, then neither read nor store entries.
  */
 
 #include "ngx_http_mpn_cache.h"
 #include "ngx_http_mpn_status.h"
+
+
+/* evictions tried for one record before it is served without caching:
+ * the zone mutex is never held for a walk of the whole LRU */
+#define NGX_HTTP_MPN_CACHE_EVICT_MAX  8
 
 
 /*
@@ -40,12 +51,17 @@ struct ngx_http_mpn_cache_sh_s {
     ngx_uint_t                 entries;
     ngx_msec_t                 gap;          /* read before: expired */
     ngx_atomic_t               drops;        /* invalidations applied */
+    ngx_atomic_t               counter;      /* pid counting invalidations */
+    ngx_uint_t                 generation;   /* bumped when source changes */
+    ngx_str_t                  source;       /* in the slab */
     ngx_pid_t                  subscribers[NGX_MAX_PROCESSES];
 };
 
 
 static ngx_int_t ngx_http_mpn_cache_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
+static ngx_int_t ngx_http_mpn_cache_check_source(ngx_http_mpn_cache_t *cache);
+static ngx_uint_t ngx_http_mpn_cache_others(ngx_http_mpn_cache_t *cache);
 static ngx_http_mpn_cache_node_t *ngx_http_mpn_cache_lookup(
     ngx_http_mpn_cache_t *cache, ngx_str_t *id, uint32_t hash);
 static void ngx_http_mpn_cache_delete(ngx_http_mpn_cache_t *cache,
@@ -178,6 +194,7 @@ ngx_http_mpn_cache_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     shm_zone->data = cache;
 
     cache->shm_zone = shm_zone;
+    cache->mcf = mcf;
     mcf->cache = cache;
 
     return NGX_CONF_OK;
@@ -195,11 +212,11 @@ ngx_http_mpn_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     cache = shm_zone->data;
 
     if (ocache) {
-        /* a reload: the entries stay */
+        /* a reload: the entries stay, if they come from the same place */
         cache->sh = ocache->sh;
         cache->shpool = ocache->shpool;
 
-        return NGX_OK;
+        return ngx_http_mpn_cache_check_source(cache);
     }
 
     cache->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
@@ -207,7 +224,7 @@ ngx_http_mpn_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     if (shm_zone->shm.exists) {
         cache->sh = cache->shpool->data;
 
-        return NGX_OK;
+        return ngx_http_mpn_cache_check_source(cache);
     }
 
     cache->sh = ngx_slab_calloc(cache->shpool,
@@ -236,6 +253,99 @@ ngx_http_mpn_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     /* a full zone is normal: the LRU makes room */
     cache->shpool->log_nomem = 0;
 
+    return ngx_http_mpn_cache_check_source(cache);
+}
+
+
+/*
+ * Empties the zone when its entries were read from another server,
+ * database or key prefix (as limit_req refuses a reused zone whose key
+ * changed): an entry from another dataset must never decide.
+ */
+
+static ngx_int_t
+ngx_http_mpn_cache_check_source(ngx_http_mpn_cache_t *cache)
+{
+    size_t                      len;
+    u_char                     *p, *text;
+    ngx_uint_t                  flushed;
+    ngx_queue_t                *q;
+    ngx_slab_pool_t            *shpool = cache->shpool;
+    ngx_http_mpn_cache_sh_t    *sh = cache->sh;
+    ngx_http_mpn_redis_conf_t  *rc = cache->mcf->redis;
+
+    if (rc == NULL) {
+        /* refused by init_main_conf; never used */
+        return NGX_OK;
+    }
+
+    len = sizeof("unix: db= prefix=") - 1 + rc->unix_path.len + rc->host.len
+          + sizeof(":65535") - 1 + NGX_INT_T_LEN
+          + cache->mcf->key_prefix.len;
+
+    text = ngx_alloc(len, ngx_cycle->log);
+    if (text == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (rc->unix_path.len) {
+        p = ngx_sprintf(text, "unix:%V", &rc->unix_path);
+
+    } else {
+        p = ngx_sprintf(text, "%V:%d", &rc->host, (int) rc->port);
+    }
+
+    p = ngx_sprintf(p, " db=%i prefix=%V", rc->db, &cache->mcf->key_prefix);
+    len = p - text;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    if (sh->source.len == len
+        && ngx_memcmp(sh->source.data, text, len) == 0)
+    {
+        cache->generation = sh->generation;
+        ngx_shmtx_unlock(&shpool->mutex);
+        ngx_free(text);
+        return NGX_OK;
+    }
+
+    flushed = sh->entries;
+
+    while (!ngx_queue_empty(&sh->queue)) {
+        q = ngx_queue_last(&sh->queue);
+        ngx_http_mpn_cache_delete(cache,
+                     ngx_queue_data(q, ngx_http_mpn_cache_node_t, queue));
+    }
+
+    if (sh->source.data != NULL) {
+        ngx_slab_free_locked(shpool, sh->source.data);
+    }
+
+    sh->source.data = ngx_slab_alloc_locked(shpool, len);
+
+    if (sh->source.data == NULL) {
+        ngx_shmtx_unlock(&shpool->mutex);
+        ngx_free(text);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(sh->source.data, text, len);
+    sh->source.len = len;
+
+    /* the workers of the configuration before stop using the zone */
+    cache->generation = ++sh->generation;
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    if (sh->generation > 1) {
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "mpn_cache zone \"%V\": the records now come from "
+                      "%*s, %ui entries read elsewhere were dropped",
+                      &cache->shm_zone->shm.name, len, text, flushed);
+    }
+
+    ngx_free(text);
+
     return NGX_OK;
 }
 
@@ -252,6 +362,12 @@ ngx_http_mpn_cache_get(ngx_http_mpn_cache_t *cache, ngx_str_t *id,
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
+    if (cache->generation != cache->sh->generation) {
+        /* a reload gave the zone another source */
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+        return NGX_HTTP_MPN_CACHE_MISS;
+    }
+
     cn = ngx_http_mpn_cache_lookup(cache, id, hash);
     if (cn == NULL) {
         ngx_shmtx_unlock(&cache->shpool->mutex);
@@ -267,7 +383,9 @@ ngx_http_mpn_cache_get(ngx_http_mpn_cache_t *cache, ngx_str_t *id,
     {
         status = NGX_HTTP_MPN_CACHE_HIT;
 
-    } else if (stale && age < (ngx_msec_int_t) (ttl + cache->stale)) {
+    } else if (stale && cache->stale != 0
+               && age < (ngx_msec_int_t) (ttl + cache->stale))
+    {
         status = NGX_HTTP_MPN_CACHE_STALE;
 
     } else {
@@ -317,12 +435,20 @@ ngx_http_mpn_cache_put(ngx_http_mpn_cache_t *cache, ngx_str_t *id,
 {
     size_t                      size;
     u_char                     *data;
+    ngx_uint_t                  evicted;
     ngx_queue_t                *q;
     ngx_http_mpn_cache_node_t  *cn;
+
+    static time_t               warned;
 
     size = rec ? rec->size : 0;
 
     ngx_shmtx_lock(&cache->shpool->mutex);
+
+    if (cache->generation != cache->sh->generation) {
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+        return;
+    }
 
     cn = ngx_http_mpn_cache_lookup(cache, id, hash);
     if (cn != NULL) {
@@ -331,6 +457,7 @@ ngx_http_mpn_cache_put(ngx_http_mpn_cache_t *cache, ngx_str_t *id,
 
     cn = NULL;
     data = NULL;
+    evicted = 0;
 
     for ( ;; ) {
         if (cn == NULL) {
@@ -346,20 +473,29 @@ ngx_http_mpn_cache_put(ngx_http_mpn_cache_t *cache, ngx_str_t *id,
             break;
         }
 
-        if (ngx_queue_empty(&cache->sh->queue)) {
-            /* larger than the whole zone: served, just not cached */
+        if (ngx_queue_empty(&cache->sh->queue)
+            || evicted == NGX_HTTP_MPN_CACHE_EVICT_MAX)
+        {
+            /* no room after a few evictions: served, just not cached */
             if (cn != NULL) {
                 ngx_slab_free_locked(cache->shpool, cn);
             }
 
             ngx_shmtx_unlock(&cache->shpool->mutex);
 
-            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                          "mpn: record of partner \"%V\" (%uz bytes) does "
-                          "not fit in mpn_cache zone \"%V\"",
-                          id, size, &cache->shm_zone->shm.name);
+            if (warned != ngx_time()) {
+                warned = ngx_time();
+                ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                              "mpn: record of partner \"%V\" (%uz bytes) "
+                              "not cached: no room in mpn_cache zone \"%V\" "
+                              "after %ui evictions",
+                              id, size, &cache->shm_zone->shm.name, evicted);
+            }
+
             return;
         }
+
+        evicted++;
 
         q = ngx_queue_last(&cache->sh->queue);
         ngx_http_mpn_cache_delete(cache,
@@ -427,54 +563,99 @@ ngx_http_mpn_cache_mark_gap(ngx_http_mpn_cache_t *cache)
 
 ngx_uint_t
 ngx_http_mpn_cache_subscribed(ngx_http_mpn_cache_t *cache, ngx_uint_t on,
-    ngx_uint_t first)
+    ngx_uint_t *died)
 {
     ngx_pid_t   *pids, pid;
-    ngx_int_t    i;
-    ngx_uint_t   missed;
+    ngx_uint_t   others;
+
+    if (died != NULL) {
+        *died = 0;
+    }
 
     if (ngx_process_slot < 0 || ngx_process_slot >= NGX_MAX_PROCESSES) {
         return 0;
     }
 
-    missed = 0;
     pids = cache->sh->subscribers;
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
-    if (!on) {
-        if (pids[ngx_process_slot] == ngx_pid) {
-            pids[ngx_process_slot] = 0;
-        }
-
-        ngx_shmtx_unlock(&cache->shpool->mutex);
-        return 0;
-    }
-
     pid = pids[ngx_process_slot];
 
-    if (first && pid != 0 && pid != ngx_pid) {
-
+    if (on) {
         /* the worker this one replaces died while subscribed */
-
-        missed = 1;
-
-        for (i = 0; i < NGX_MAX_PROCESSES; i++) {
-            if (i != ngx_process_slot && pids[i] != 0
-                && (kill(pids[i], 0) == 0 || ngx_errno == NGX_EPERM))
-            {
-                /* another worker kept listening meanwhile */
-                missed = 0;
-                break;
-            }
+        if (died != NULL && pid != 0 && pid != ngx_pid) {
+            *died = 1;
         }
+
+        pids[ngx_process_slot] = ngx_pid;
+
+    } else if (pid == ngx_pid) {
+        pids[ngx_process_slot] = 0;
     }
 
-    pids[ngx_process_slot] = ngx_pid;
+    others = ngx_http_mpn_cache_others(cache);
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
 
-    return missed;
+    if (!on) {
+        /* another subscribed worker counts the messages from now on */
+        (void) ngx_atomic_cmp_set(&cache->sh->counter, ngx_pid, 0);
+    }
+
+    return others;
+}
+
+
+/* the other workers subscribed now, under the zone mutex */
+
+static ngx_uint_t
+ngx_http_mpn_cache_others(ngx_http_mpn_cache_t *cache)
+{
+    ngx_int_t    i;
+    ngx_pid_t   *pids;
+    ngx_uint_t   n;
+
+    n = 0;
+    pids = cache->sh->subscribers;
+
+    for (i = 0; i < NGX_MAX_PROCESSES; i++) {
+        if (i != ngx_process_slot && pids[i] != 0
+            && (kill(pids[i], 0) == 0 || ngx_errno == NGX_EPERM))
+        {
+            n++;
+        }
+    }
+
+    return n;
+}
+
+
+/*
+ * Every subscribed worker hears each message; one of them counts it, so
+ * that mpn_invalidations_total adds one per message whichever workers are
+ * subscribed.  That one gives the task up when it loses its subscription
+ * or exits; one that died is replaced at the next message.
+ */
+
+ngx_uint_t
+ngx_http_mpn_cache_counts(ngx_http_mpn_cache_t *cache)
+{
+    ngx_atomic_uint_t  pid;
+
+    pid = cache->sh->counter;
+
+    if (pid == (ngx_atomic_uint_t) ngx_pid) {
+        return 1;
+    }
+
+    if (pid != 0
+        && (kill((ngx_pid_t) pid, 0) == 0 || ngx_errno == NGX_EPERM))
+    {
+        return 0;
+    }
+
+    return ngx_atomic_cmp_set(&cache->sh->counter, pid, ngx_pid);
 }
 
 

@@ -1,8 +1,10 @@
 /*
  * mpn_cache: parsed partner records (or "no record") in one shared-memory
  * zone across the workers, in the model of limit_req: an rbtree keyed by
- * the crc32 of the partner id and an LRU queue under the zone mutex, the
- * least recently used entries evicted when the slab is full.
+ * the crc32 of the partner id and an LRU queue under the zone mutex, a few
+ * of the least recently used entries evicted when the slab is full.  The
+ * zone remembers where its records came from (server, database, key
+ * prefix) and is emptied by a reload that changes it.
  */
 
 #ifndef NGX_HTTP_MPN_CACHE_H
@@ -18,6 +20,8 @@ struct ngx_http_mpn_cache_s {
     ngx_http_mpn_cache_sh_t   *sh;
     ngx_slab_pool_t           *shpool;
     ngx_shm_zone_t            *shm_zone;
+    ngx_http_mpn_main_conf_t  *mcf;          /* the source of the records */
+    ngx_uint_t                 generation;   /* of the zone's source */
     ngx_msec_t                 ttl;
     ngx_msec_t                 negative_ttl;
     ngx_msec_t                 stale;
@@ -54,13 +58,15 @@ void ngx_http_mpn_cache_drop(ngx_http_mpn_cache_t *cache, ngx_str_t *id);
 void ngx_http_mpn_cache_mark_gap(ngx_http_mpn_cache_t *cache);
 
 /*
- * This worker holds (on = 1) or lost (on = 0) a subscription.  Returns 1 on
- * a worker's first subscription when its predecessor in the same process
- * slot died subscribed and no other worker is subscribed: invalidations may
- * have been missed meanwhile.
+ * This worker holds (on = 1) or lost (on = 0) a subscription.  Returns how
+ * many other workers are subscribed now; with on = 1, *died tells that this
+ * worker's predecessor in its process slot died subscribed.
  */
 ngx_uint_t ngx_http_mpn_cache_subscribed(ngx_http_mpn_cache_t *cache,
-    ngx_uint_t on, ngx_uint_t first);
+    ngx_uint_t on, ngx_uint_t *died);
+
+/* 1 when this worker is the one that counts invalidation messages */
+ngx_uint_t ngx_http_mpn_cache_counts(ngx_http_mpn_cache_t *cache);
 
 void ngx_http_mpn_cache_usage(ngx_http_mpn_cache_t *cache,
     ngx_uint_t *entries, size_t *used, size_t *total);

@@ -4,11 +4,13 @@
  * worker leaves the others listening; each message is a partner id whose
  * entry is dropped from the shared zone (drops are idempotent).
  *
- * When an established subscription is lost, invalidations may be missed:
- * the zone's gap mark is set at the loss and again once resubscribed, and
- * everything read before it counts as expired (still usable as STALE).  A
- * worker's first subscription marks no gap, so a reload keeps its hits,
- * unless it replaces a worker that died subscribed with nobody else
+ * Invalidations are missed only while no worker listens: the zone records
+ * which workers are subscribed, and when a loss leaves nobody listening the
+ * zone's gap mark is set, at the loss and again once a worker is back;
+ * everything read before it counts as expired (still usable as STALE).
+ * One worker losing its subscription while another stays subscribed is no
+ * gap.  A worker's first subscription marks no gap, so a reload keeps its
+ * hits, unless it replaces a worker that died subscribed with nobody else
  * listening.
  */
 
@@ -30,7 +32,7 @@ typedef struct {
 } ngx_http_mpn_subscriber_t;
 
 
-static void ngx_http_mpn_subscriber_on_connect(ngx_http_mpn_conn_t *mc);
+static void ngx_http_mpn_subscriber_on_ready(ngx_http_mpn_conn_t *mc);
 static void ngx_http_mpn_subscriber_on_close(ngx_http_mpn_conn_t *mc);
 static void ngx_http_mpn_subscriber_reply(redisAsyncContext *ac,
     void *reply, void *data);
@@ -62,7 +64,7 @@ ngx_http_mpn_subscriber_init_process(ngx_cycle_t *cycle,
 
     s->conn.conf = mcf->redis;
     s->conn.role = "subscriber: ";
-    s->conn.on_connect = ngx_http_mpn_subscriber_on_connect;
+    s->conn.on_ready = ngx_http_mpn_subscriber_on_ready;
     s->conn.on_close = ngx_http_mpn_subscriber_on_close;
     s->conn.data = s;
 
@@ -84,16 +86,16 @@ ngx_http_mpn_subscriber_exit_process(void)
 
     ngx_http_mpn_conn_close(&s->conn);
 
-    (void) ngx_http_mpn_cache_subscribed(s->cache, 0, 0);
+    (void) ngx_http_mpn_cache_subscribed(s->cache, 0, NULL);
 }
 
 
 static void
-ngx_http_mpn_subscriber_on_connect(ngx_http_mpn_conn_t *mc)
+ngx_http_mpn_subscriber_on_ready(ngx_http_mpn_conn_t *mc)
 {
     ngx_http_mpn_subscriber_t  *s = mc->data;
 
-    /* queued behind AUTH and SELECT */
+    /* AUTH and SELECT succeeded */
 
     if (redisAsyncCommand(mc->ac, ngx_http_mpn_subscriber_reply, s,
                           "SUBSCRIBE %b", s->channel.data, s->channel.len)
@@ -111,18 +113,30 @@ ngx_http_mpn_subscriber_on_close(ngx_http_mpn_conn_t *mc)
 {
     ngx_http_mpn_subscriber_t  *s = mc->data;
 
+    ngx_uint_t  others;
+
     if (!s->subscribed) {
         return;
     }
 
     s->subscribed = 0;
 
+    others = ngx_http_mpn_cache_subscribed(s->cache, 0, NULL);
+
+    if (others) {
+        ngx_log_error(NGX_LOG_WARN, mc->log, 0,
+                      "mpn: redis %V: subscriber: lost channel \"%V\", "
+                      "%ui other worker%s still listening",
+                      &mc->conf->addr_text, &s->channel, others,
+                      others == 1 ? " is" : "s are");
+        return;
+    }
+
     ngx_http_mpn_cache_mark_gap(s->cache);
-    (void) ngx_http_mpn_cache_subscribed(s->cache, 0, 0);
 
     ngx_log_error(NGX_LOG_WARN, mc->log, 0,
                   "mpn: redis %V: subscriber: lost channel \"%V\", "
-                  "cached entries count as expired",
+                  "nobody listens: cached entries count as expired",
                   &mc->conf->addr_text, &s->channel);
 }
 
@@ -173,7 +187,7 @@ ngx_http_mpn_subscriber_reply(redisAsyncContext *ac, void *reply, void *data)
 static void
 ngx_http_mpn_subscriber_subscribed(ngx_http_mpn_subscriber_t *s)
 {
-    ngx_uint_t  first;
+    ngx_uint_t  first, others, died;
 
     if (s->subscribed) {
         return;
@@ -184,16 +198,17 @@ ngx_http_mpn_subscriber_subscribed(ngx_http_mpn_subscriber_t *s)
     s->subscribed = 1;
     s->was_subscribed = 1;
 
-    if (ngx_http_mpn_cache_subscribed(s->cache, 1, first)) {
+    others = ngx_http_mpn_cache_subscribed(s->cache, 1, &died);
+
+    if (others == 0 && died) {
         ngx_log_error(NGX_LOG_WARN, s->conn.log, 0,
                       "mpn: redis %V: subscriber: a worker died while "
                       "nobody else listened on \"%V\", cached entries "
                       "count as expired",
                       &s->conn.conf->addr_text, &s->channel);
-        first = 0;
     }
 
-    if (!first) {
+    if (others == 0 && (died || !first)) {
         /* what was read while nobody listened is suspect too */
         ngx_http_mpn_cache_mark_gap(s->cache);
     }
@@ -225,9 +240,10 @@ ngx_http_mpn_subscriber_message(ngx_http_mpn_subscriber_t *s,
 
     ngx_http_mpn_cache_drop(s->cache, &id);
 
-    /* every worker hears every message: one of them counts it */
+    /* every subscribed worker hears every message: one of them counts it,
+     * whichever is subscribed */
 
-    if (ngx_worker == 0) {
+    if (ngx_http_mpn_cache_counts(s->cache)) {
         ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_INVALIDATIONS);
     }
 

@@ -3,8 +3,10 @@
 # mpn_cache (spec section 3, "Cache semantics"): MISS then HIT with the
 # record unchanged, the decision still made per request, ttl and
 # negative_ttl expiry, STALE answers while Redis is down or stopped and 503
-# once past stale, and a zone too small for the working set evicting in
-# LRU order without failing a request.
+# once past stale (and never with stale=0), a zone too small for the working
+# set evicting in LRU order without failing a request, a few evictions at
+# most for one record, and a reload that changes where the records come
+# from emptying the zone.
 
 use strict;
 use warnings;
@@ -16,6 +18,9 @@ use Time::HiRes qw(time sleep);
 use MpnTest;
 use MpnRecords;
 use MpnCache;
+use JSON::PP;
+
+my $LAPSED_ACTIVE = record('active', sub => { status => 'expired', end_days => -1 });
 
 sub start {
     my (%o) = @_;
@@ -190,6 +195,112 @@ subtest 'a zone too small evicts the least recently used, never fails' => sub {
     is(cache_of($t, $next), 'MISS', "the least recently used ($next) was evicted");
 
     $t->stop_nginx;
+    $t->check_error_log;
+};
+
+subtest 'stale=0 (the default): never STALE, even inside ttl' => sub {
+    my $t = start(cache => 'zone=c:1m ttl=60s');
+
+    is(cache_of($t, 'active'), 'MISS', 'warmed: MISS');
+    is(cache_of($t, 'active'), 'HIT', 'HIT');
+
+    # the subscription goes down with Redis: the entry counts as expired,
+    # and with stale=0 nothing expired may answer
+    $t->stop_redis;
+    my ($code, $mpn, $cache) = get_id($t, 'active');
+    is("$code $mpn", '503 error/redis_unavailable',
+        'redis gone: 503, not the record from before (it may predate a suspension)');
+    isnt($cache, 'STALE', "\$mpn_cache_status is not STALE ($cache)");
+    is(status_json($t)->{cache}{stale}, 0, 'mpn_cache_stale_total stays 0');
+
+    $t->stop_nginx;
+    $t->check_error_log;
+};
+
+subtest 'a record that needs many evictions is served, not cached' => sub {
+    my $t = MpnTest->new;
+    setup_html($t);
+    $t->start_redis;
+    my @ids = map { sprintf 'n%03d', $_ } 1 .. 60;
+    $t->redis('SET', "mpn:partner:$_", record($_, sub => { end_days => 100 })) for @ids;
+
+    # about 40 KB parsed: more than the free room of a 64 KB zone full of
+    # small entries, so making room would take most of them
+    my $big = decode_json(record('big', sub => { end_days => 100 }));
+    $big->{subscriptions}{action_pack}{benefits}{sprintf 'benefit_number_%04d', $_} = 1
+        for 1 .. 1000;
+    $t->redis('SET', 'mpn:partner:big', JSON::PP->new->canonical->encode($big));
+
+    $t->write_nginx_conf(cache_conf(cache => 'zone=z:64k ttl=60s'));
+    $t->start_nginx;
+
+    is(cache_of($t, $_), 'MISS', "$_ cached") for @ids;
+    my $before = status_json($t)->{cache};
+    cmp_ok($before->{entries}, '>=', 20, "the zone holds $before->{entries} small entries");
+
+    my ($code, $mpn, $cache) = get_id($t, 'big');
+    is("$code $mpn $cache", '200 allow/ok MISS', 'the big record is served');
+    my $after = status_json($t)->{cache};
+    my $evicted = $after->{evictions} - $before->{evictions};
+    cmp_ok($evicted, '<=', 8, "at most a few entries evicted for it ($evicted)");
+    is(cache_of($t, 'big'), 'MISS', 'and it was not cached');
+    my $hits = grep { cache_of($t, $_) eq 'HIT' } @ids[-20 .. -1];
+    is($hits, 20, 'the 20 most recent small entries are still cached');
+
+    $t->stop_nginx;
+    like($t->error_log, qr/record of partner "big" \(\d+ bytes\) not cached/,
+        'the record left out is logged');
+    $t->check_error_log;
+};
+
+subtest 'a reload that changes the source (prefix, db, server) empties the zone' => sub {
+    my $t = MpnTest->new;
+    setup_html($t);
+    $t->start_redis;
+    seed_records($t);
+
+    # elsewhere, partner "active" has lapsed
+    $t->redis('SET', 'other:active', $LAPSED_ACTIVE);
+    my $c = $t->{redis}->client;
+    $c->cmd('SELECT', 3);
+    $c->cmd('SET', 'mpn:partner:active', $LAPSED_ACTIVE);
+    $t->{redis}->write_marker(undef, 3);
+    my $b = MpnRedis->start;
+    $b->client->cmd('SET', 'mpn:partner:active', $LAPSED_ACTIVE);
+
+    my $port_b = $b->port;
+    my @confs = (
+        [ 'the same source', cache_conf(cache => 'zone=c:1m ttl=60s'), 'HIT 200 allow/ok' ],
+        [ 'mpn_key_prefix other:', cache_conf(cache => 'zone=c:1m ttl=60s',
+            http => 'mpn_key_prefix other:;'), 'MISS 403 renew/lapsed' ],
+        [ 'back to the first source', cache_conf(cache => 'zone=c:1m ttl=60s'),
+            'MISS 200 allow/ok' ],
+        [ 'db=3', cache_conf(cache => 'zone=c:1m ttl=60s', redis => 'db=3'),
+            'MISS 403 renew/lapsed' ],
+        [ 'another server', cache_conf(cache => 'zone=c:1m ttl=60s') =~
+            s/%%REDIS%%/127.0.0.1:$port_b/r, 'MISS 403 renew/lapsed' ],
+    );
+
+    $t->write_nginx_conf($confs[0][1]);
+    $t->start_nginx;
+    is(cache_of($t, 'active'), 'MISS', 'cached from the first source');
+
+    for my $case (@confs) {
+        my ($what, $conf, $want) = @$case;
+        my $old = header($t->http_get('/gated/x', 'X-Partner' => 'gold'), 'X-Pid');
+        $t->write_nginx_conf($conf);
+        $t->reload_nginx;
+        ok(poll(sub { (header($t->http_get('/gated/x', 'X-Partner' => 'gold'),
+                              'X-Pid') // $old) != $old }, 5), "reloaded: $what");
+        my ($code, $mpn, $cache) = get_id($t, 'active');
+        is("$cache $code $mpn", $want, "$what: $want");
+        cache_of($t, 'active');
+    }
+
+    $t->stop_nginx;
+    like($t->error_log, qr/mpn_cache zone "c": the records now come from 127\.0\.0\.1:\d+ db=0 prefix=other:, \d+ entries read elsewhere were dropped/,
+        'the flush is logged with the new source');
+    $b->stop;
     $t->check_error_log;
 };
 

@@ -2,9 +2,12 @@
 
 # Invalidation (mpn_invalidate_channel): a partner id published on the
 # channel drops its entry for every worker within a second; the
-# subscription survives a worker's death; a lost subscription turns every
-# entry cached before the loss into an expired one, refetched on the next
-# request but still usable as STALE (spec section 3, "Cache semantics").
+# subscription survives a worker's death; a lost subscription, when no
+# other worker kept listening, turns every entry cached before the loss
+# into an expired one, refetched on the next request but still usable as
+# STALE (spec section 3, "Cache semantics"); one worker's loss while
+# another listens is no gap; each message is counted once whichever
+# workers are subscribed.
 
 use strict;
 use warnings;
@@ -45,6 +48,13 @@ sub listening {
     my ($t) = @_;
     my @n = $t->error_log =~ /subscriber: listening on/g;
     return scalar @n;
+}
+
+# ids of the subscriber connections Redis has
+sub pubsub_ids {
+    my ($t) = @_;
+    my $list = $t->redis('CLIENT', 'LIST', 'TYPE', 'pubsub');
+    return $list =~ /\bid=(\d+)/g;
 }
 
 sub worker_pids {
@@ -145,7 +155,7 @@ subtest 'the only worker dies: entries cached before count as expired' => sub {
 };
 
 subtest 'the subscription is lost: refetch on the next request, STALE still' => sub {
-    my $t = start(2, cache => 'zone=c:1m ttl=60s');
+    my $t = start(2, cache => 'zone=c:1m ttl=60s stale=60s');
 
     is(cache_of($t, $_), 'MISS', "$_ warmed") for qw(active gold);
     is(cache_of($t, $_), 'HIT', "$_ cached") for qw(active gold);
@@ -187,6 +197,63 @@ subtest 'a custom channel' => sub {
     is(cache_of($t, 'active'), 'HIT', 'the default channel is not listened to');
     $t->redis('PUBLISH', 'billing:changed', 'active');
     ok(poll(sub { cache_of($t, 'active') eq 'MISS' }, 1), 'billing:changed drops it');
+
+    $t->stop_nginx;
+    $t->check_error_log;
+};
+
+subtest 'one worker loses its subscription, the other listens: no gap' => sub {
+    my $t = start(2, cache => 'zone=c:1m ttl=60s');
+
+    is(cache_of($t, 'active'), 'MISS', 'warmed');
+    is(cache_of($t, 'active'), 'HIT', 'cached');
+    my @ids = pubsub_ids($t);
+    is(scalar @ids, 2, 'two subscriber connections');
+
+    is($t->redis('CLIENT', 'KILL', 'ID', $ids[0]), 1, "one of them killed");
+    ok(poll(sub { subscribers($t) == 2 && listening($t) == 3 }, 5),
+        'and resubscribed');
+    my @cache = map { cache_of($t, 'active') } 1 .. 10;
+    is("@cache", join(' ', ('HIT') x 10),
+        'the other worker applied every invalidation meanwhile: still HIT');
+
+    $t->stop_nginx;
+    like($t->error_log, qr/lost channel "mpn:invalidate", 1 other worker is still listening/,
+        'the loss is logged, with the worker still listening');
+    $t->check_error_log;
+};
+
+subtest 'mpn_invalidations_total: once per message, whichever worker listens' => sub {
+    my $t = start(2, cache => 'zone=c:1m ttl=60s');
+    my @ids = pubsub_ids($t);
+    is(scalar @ids, 2, 'two subscriber connections');
+
+    # each worker in turn is left without a subscription: one of the two
+    # rounds leaves worker 0 out
+    my $want = 0;
+    for my $round (1, 2) {
+        my $victim = $ids[$round - 1];    # the second is untouched in round 1
+        is($t->redis('ACL', 'SETUSER', 'default', '-subscribe'), 'OK',
+            "round $round: SUBSCRIBE refused from now on");
+        is($t->redis('CLIENT', 'KILL', 'ID', $victim), 1,
+            "round $round: one worker's subscription killed");
+        ok(poll(sub { subscribers($t) == 1 }, 5), "round $round: one worker listens");
+        for (1 .. 3) {
+            is($t->redis('PUBLISH', 'mpn:invalidate', "p$round$_"), 1, "round $round: published");
+        }
+        $want += 3;
+        ok(poll(sub { status_json($t)->{invalidations} == $want }, 3),
+            "round $round: mpn_invalidations_total is $want")
+            or diag 'got ' . status_json($t)->{invalidations};
+        is($t->redis('ACL', 'SETUSER', 'default', '+subscribe'), 'OK', "round $round: allowed again");
+        ok(poll(sub { subscribers($t) == 2 }, 5), "round $round: both listen again");
+    }
+
+    is($t->redis('PUBLISH', 'mpn:invalidate', 'active'), 2, 'both workers hear one more');
+    $want++;
+    ok(poll(sub { status_json($t)->{invalidations} == $want }, 3), 'counted once');
+    sleep 0.3;
+    is(status_json($t)->{invalidations}, $want, 'and only once');
 
     $t->stop_nginx;
     $t->check_error_log;
