@@ -720,6 +720,7 @@ ngx_http_mpn_redis_set_ready(ngx_http_mpn_redis_t *rs)
 static void
 ngx_http_mpn_redis_unready(ngx_http_mpn_redis_t *rs, redisReply *rr)
 {
+    ngx_str_t                   option;
     ngx_http_mpn_redis_conf_t  *rc = rs->conn.conf;
 
     rs->ready = 0;
@@ -741,13 +742,25 @@ ngx_http_mpn_redis_unready(ngx_http_mpn_redis_t *rs, redisReply *rr)
                           (size_t) ngx_min(rr->len, 200), rr->str);
 
         } else {
+            /* the command that writes it, for a marker= of its own too */
+            ngx_str_null(&option);
+
+            if (rc->marker.len != 8
+                || ngx_strncmp(rc->marker.data, "mpn:meta", 8) != 0)
+            {
+                ngx_str_set(&option, " --marker ");
+            }
+
             ngx_log_error(NGX_LOG_ERR, rs->conn.log, 0,
                           "mpn: redis %V database %i: no dataset marker "
                           "\"%V\", so lookups fail until it exists: is "
                           "this the right server and database, or was its "
                           "data lost?  Once the records are there, write "
-                          "the marker with \"mpnctl init\"",
-                          &rc->addr_text, rc->db, &rc->marker);
+                          "the marker with \"mpnctl --redis %V --db %i "
+                          "init%V%V\"",
+                          &rc->addr_text, rc->db, &rc->marker,
+                          &rc->addr_text, rc->db, &option,
+                          option.len ? &rc->marker : &option);
         }
     }
 

@@ -114,7 +114,8 @@ subtest 'no marker: every lookup fails, one line says why, served once written' 
     my $port = $t->redis_port;
     like($lines[0] // '', qr/\[error\].*mpn: redis 127\.0\.0\.1:$port database 0: no dataset marker "mpn:meta"/,
         'it names the server, the database and the key');
-    like($lines[0] // '', qr/mpnctl init/, 'and says how to write the marker');
+    like($lines[0] // '', qr/write the marker with "mpnctl --redis 127\.0\.0\.1:$port --db 0 init"/,
+        'and says how to write the marker');
 
     $t->redis('SET', 'mpn:meta', MpnRedis::marker_json());
     ok(poll(sub { gate($t, 'active') eq '200 allow/ok' }, 5),
@@ -151,7 +152,8 @@ subtest 'marker=off, and marker=KEY' => sub {
     ok(poll(sub { gate($t, 'active') eq '200 allow/ok' }, 5),
         'served once billing:loaded exists');
     $t->stop_nginx;
-    like($t->error_log, qr/no dataset marker "billing:loaded"/, 'the line names that key');
+    like($t->error_log, qr/no dataset marker "billing:loaded".*"mpnctl --redis \S+ --db 0 init --marker billing:loaded"/,
+        'the line names that key, in the command too');
 
     $t->write_nginx_conf(conf('%%REDIS%% marker='));
     my ($rc, $out) = $t->nginx_test_conf;
