@@ -252,4 +252,35 @@ subtest 'with mpn_cache: STALE while the marker is missing' => sub {
     $t->check_error_log;
 };
 
+subtest 'the ACL of docs/deployment.md is enough' => sub {
+    my $t = start('%%REDIS%%', cache => 'zone=c:1m ttl=60s');
+    my $dir = $t->dir;
+    $t->write_file('pw', "gate-secret\n");
+    $t->write_nginx_conf(conf("%%REDIS%% password_file=$dir/pw",
+        cache => 'zone=c:1m ttl=60s'));
+
+    # an administrator keeps every right; the gate's user gets the line
+    my $admin = $t->{redis}->client;
+    is($admin->cmd('ACL', 'SETUSER', 'admin', 'on', '>admin-secret', '~*', '&*', '+@all'),
+        'OK', 'an admin user');
+    is($admin->cmd('AUTH', 'admin', 'admin-secret'), 'OK', 'the test works as admin');
+    my ($line) = $t->read_file("$MpnRedis::ROOT/docs/deployment.md") =~ /^\s*(ACL SETUSER default .*)$/m;
+    ok($line, 'the ACL line of docs/deployment.md') or return;
+    $line =~ s/>PASSWORD/>gate-secret/;
+    is($admin->cmd(split ' ', $line), 'OK', 'applied to the default user');
+
+    $t->start_nginx;
+    is(gate($t, 'active'), '200 allow/ok', 'lookups are served');
+    is(gate($t, 'notmember'), '403 upgrade/not_member', 'and a missing record is missing');
+    ok(poll(sub { my $r = $admin->cmd('PUBSUB', 'NUMSUB', 'mpn:invalidate'); $r->[1] == 1 }, 5),
+        'the worker subscribed');
+    $admin->cmd('SET', 'mpn:partner:active',
+        record('active', status => 'suspended', sub => { end_days => 100 }));
+    $admin->cmd('PUBLISH', 'mpn:invalidate', 'active');
+    ok(poll(sub { gate($t, 'active') eq '403 deny/suspended' }, 2), 'and hears invalidations');
+    $t->stop_nginx;
+    unlike($t->error_log, qr/NOPERM|failed/, 'no command was refused');
+    $t->check_error_log;
+};
+
 done_testing;
