@@ -221,6 +221,27 @@ subtest 'a failed SELECT reads nothing, from any database' => sub {
     $t->check_error_log;
 };
 
+subtest 'a failed AUTH: nothing is sent behind it' => sub {
+    my $t = MpnTest->new;
+    mkdir $t->dir . '/html/gated';
+    $t->write_file('html/gated/x', "gated\n");
+    $t->start_redis(password => 'right-secret');
+    seed_records($t);
+    $t->write_file('pw', "wrong-secret\n");
+    my $dir = $t->dir;
+    $t->write_nginx_conf(conf("%%REDIS%% password_file=$dir/pw timeout=3s"));
+    $t->redis('CONFIG', 'RESETSTAT');
+    is(during_setup($t, 'active'), '503 error/redis_unavailable',
+        'wrong password, a lookup queued behind AUTH: 503');
+    my $stats = $t->redis('INFO', 'commandstats');
+    unlike($stats, qr/cmdstat_(get|exists):/, 'no GET or EXISTS reached Redis, not even refused');
+    $t->stop_nginx;
+    like($t->error_log, qr/AUTH failed: (WRONGPASS|ERR invalid password).*nothing is read until it succeeds/,
+        'the failed AUTH is logged');
+    unlike($t->error_log, qr/wrong-secret/, 'without the password');
+    $t->check_error_log;
+};
+
 subtest 'an error reply to the marker check leaves the connection unready' => sub {
     my $t = start('%%REDIS%%');
     is($t->redis('ACL', 'SETUSER', 'default', '-exists'), 'OK', 'EXISTS taken away');
