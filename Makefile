@@ -19,13 +19,18 @@ PURE_HDRS    := $(wildcard ngx_mpn_module/mpn_*.h)
 PURE_LIBS    := -lhiredis -ljansson -lcrypto -lm
 FUZZ_SECONDS ?= 60
 
+# what make deb and its package test need: debian/control's Build-Depends
+# beyond the above, lintian, and man for the installed page
+DEB_PKGS := debhelper dpkg-dev go-md2man lintian man-db
+
 # Debian packages the build, the tests, the fuzzers and the benchmarks need
 # (prometheus for promtool, which lints the status page in t/status.t)
 DEPS_PKGS := build-essential nginx nginx-dev libpcre2-dev zlib1g-dev \
 	libssl-dev openssl libhiredis-dev libjansson-dev redis-server \
 	libcmocka-dev clang libclang-rt-14-dev valgrind wrk perl curl iproute2 \
 	procps bsdutils util-linux prometheus \
-	python3 python3-selenium chromium chromium-driver linux-perf
+	python3 python3-selenium chromium chromium-driver linux-perf \
+	$(DEB_PKGS)
 
 NGX_CC_OPT   := -g -O2 -fPIC -fstack-protector-strong -Wformat \
 	-Werror=format-security -D_FORTIFY_SOURCE=2
@@ -37,7 +42,7 @@ FUZZERS      := $(patsubst t/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard t/fuzz/fuzz_*.c
 TOOLS        :=
 
 .PHONY: all deps module unit integration test asan fuzz bench bench-token \
-	run clean
+	run clean man deb package-test
 
 all: deps module tools
 
@@ -52,7 +57,7 @@ deps:
 	        apt-get install -y -q $$missing; \
 	fi
 
-module: $(MODULE)
+module: $(if $(NGINX_SRC),$(COMPAT_MODULE),$(MODULE))
 
 # a private copy of Debian's configure tree, configured with Debian's flags
 $(BUILD)/%/Makefile: config $(SRC_LIST)
@@ -66,6 +71,28 @@ $(BUILD)/%/Makefile: config $(SRC_LIST)
 $(BUILD)/%/objs/ngx_http_mpn_module.so: $(BUILD)/%/Makefile $(MOD_SRCS)
 	$(MAKE) -C $(BUILD)/$* -f objs/Makefile modules >$(BUILD)/make-$*.log 2>&1 \
 	    || { grep -E 'error|warning' $(BUILD)/make-$*.log | head -40; exit 1; }
+	@echo "built $@"
+
+# make module NGINX_SRC=/path/to/nginx-x.y.z: the module for another nginx
+# (nginx.org's packages), configured --with-compat on that version's own
+# source; NGINX_CONFIGURE adds configure options (docs/deployment.md)
+COMPAT_DIR    := $(BUILD)/compat-$(notdir $(abspath $(NGINX_SRC)))
+COMPAT_MODULE := $(COMPAT_DIR)/objs/ngx_http_mpn_module.so
+
+$(COMPAT_DIR)/objs/Makefile: config $(SRC_LIST)
+	@test -x $(NGINX_SRC)/configure || { echo "NGINX_SRC=$(NGINX_SRC)" \
+	    "has no ./configure: give an nginx source tree"; exit 1; }
+	rm -rf $(COMPAT_DIR) && cp -r $(abspath $(NGINX_SRC)) $(COMPAT_DIR)
+	cd $(COMPAT_DIR) && ./configure --with-compat $(NGINX_CONFIGURE) \
+	    --add-dynamic-module=$(CURDIR) --with-cc-opt="$(NGX_CC_OPT)" \
+	    >$(BUILD)/configure-compat.log 2>&1 \
+	    || { tail -20 $(BUILD)/configure-compat.log; exit 1; }
+
+$(COMPAT_MODULE): $(COMPAT_DIR)/objs/Makefile $(MOD_SRCS)
+	$(MAKE) -C $(COMPAT_DIR) -f objs/Makefile modules \
+	    >$(BUILD)/make-compat.log 2>&1 \
+	    || { grep -E 'error|warning' $(BUILD)/make-compat.log | head -40; \
+	         exit 1; }
 	@echo "built $@"
 
 # C unit tests (cmocka) for the pure parts, under ASan and UBSan
@@ -82,6 +109,40 @@ unit: deps $(UNIT_TESTS)
 -include redis/mpnctl/mpnctl.mk
 
 tools: $(TOOLS)
+
+# mpnctl(1) is made from docs/mpnctl.md, so the two cannot drift apart:
+# a man title line, a plain NAME dash for whatis, links as their text
+man: $(BUILD)/man/mpnctl.1
+
+$(BUILD)/man/mpnctl.1: docs/mpnctl.md
+	@mkdir -p $(dir $@)
+	sed -e '1s/^# mpnctl(1)$$/# MPNCTL 1 "" "mpn-tools" "User Commands"/' \
+	    -e '/^## NAME/,/^## /s/^mpnctl — /mpnctl - /' \
+	    -e 's/\[\([^]]*\)\]([^)]*)/\1/g' $< | go-md2man > $@
+
+# Debian packages into build/deb/ (libnginx-mod-http-mpn, mpn-tools; their
+# debug symbols in build/deb/dbgsym/), then lintian.  dpkg-buildpackage
+# writes beside the tree it builds, so it builds a copy under build/debsrc/
+# rather than litter the checkout's parent.
+DEB_OUT := $(BUILD)/deb
+DEB_SRC := $(BUILD)/debsrc
+
+deb: deps
+	rm -rf $(DEB_SRC) $(DEB_OUT) && mkdir -p $(DEB_SRC)/tree $(DEB_OUT)/dbgsym
+	tar -c --exclude=./build --exclude=./.git . | tar -x -C $(DEB_SRC)/tree
+	cd $(DEB_SRC)/tree && dpkg-buildpackage -us -uc -b -j2 \
+	    >$(DEB_SRC)/build.log 2>&1 \
+	    || { tail -40 $(DEB_SRC)/build.log; exit 1; }
+	mv $(DEB_SRC)/*-dbgsym_*.deb $(DEB_OUT)/dbgsym/
+	mv $(DEB_SRC)/*.deb $(DEB_SRC)/*.changes $(DEB_SRC)/*.buildinfo \
+	    $(DEB_OUT)/
+	lintian --display-info $(DEB_OUT)/*.deb $(DEB_OUT)/dbgsym/*.deb
+	@ls -1 $(DEB_OUT)/*.deb
+
+# builds the packages, installs them into this machine's nginx, uses them and
+# purges them (root on a disposable machine; skipped otherwise)
+package-test: deps
+	prove -I t/lib t/package/
 
 # an LD_PRELOAD shim that fails one malloc() size, for tests of the
 # out-of-memory paths (t/redirects.t)
@@ -140,10 +201,12 @@ bench-token: deps $(BUILD)/bench/bench_token
 bench: deps module
 	t/bench/bench.sh $(MODULE)
 
-# unit tests, a short run of each fuzzer, the integration suite under
-# ASan/UBSan, then the integration suite as shipped, whose summary ends it
+# unit tests, a short run of each fuzzer, the Debian packages installed and
+# purged, the integration suite under ASan/UBSan, then the integration suite
+# as shipped, whose summary ends it
 test: deps unit module tools
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=5
+	@$(MAKE) --no-print-directory package-test
 	@$(MAKE) --no-print-directory asan
 	@$(MAKE) --no-print-directory integration
 

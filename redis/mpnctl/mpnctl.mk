@@ -11,5 +11,6 @@ $(BUILD)/mpnctl: $(MPNCTL_SRCS) $(MPNCTL_HDRS) $(PURE_SRCS) $(PURE_HDRS) \
 		redis/mpnctl/mpnctl.mk
 	@mkdir -p $(dir $@)
 	$(CC) -g -O2 -Wall -Wextra -D_FORTIFY_SOURCE=2 -fstack-protector-strong \
+	    $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) \
 	    -Ingx_mpn_module -Iredis/mpnctl -o $@ \
 	    $(MPNCTL_SRCS) $(PURE_SRCS) -lhiredis $(PURE_LIBS)
