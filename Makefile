@@ -57,7 +57,6 @@ deps:
 	        apt-get install -y -q $$missing; \
 	fi
 
-module: $(if $(NGINX_SRC),$(COMPAT_MODULE),$(MODULE))
 
 # a private copy of Debian's configure tree, configured with Debian's flags
 $(BUILD)/%/Makefile: config $(SRC_LIST)
@@ -94,6 +93,8 @@ $(COMPAT_MODULE): $(COMPAT_DIR)/objs/Makefile $(MOD_SRCS)
 	    || { grep -E 'error|warning' $(BUILD)/make-compat.log | head -40; \
 	         exit 1; }
 	@echo "built $@"
+
+module: $(if $(NGINX_SRC),$(COMPAT_MODULE),$(MODULE))
 
 # C unit tests (cmocka) for the pure parts, under ASan and UBSan
 $(BUILD)/unit/%: t/unit/%.c $(PURE_SRCS) $(PURE_HDRS)
