@@ -18,7 +18,7 @@ use warnings;
 
 use FindBin;
 use lib "$FindBin::Bin/../lib";
-use File::Temp qw(tempdir);
+use Fcntl qw(:flock);
 use IO::Socket::INET;
 use Test::More;
 use Time::HiRes qw(sleep);
@@ -39,6 +39,12 @@ plan(skip_all => 'package test: needs root, it installs into the system '
 plan(skip_all => 'package test: no system nginx (/usr/sbin/nginx, '
     . '/etc/nginx/nginx.conf)')
     unless -x '/usr/sbin/nginx' && -f '/etc/nginx/nginx.conf';
+
+# one package test at a time on a machine: checkouts side by side share the
+# system nginx and dpkg
+open(my $lock, '>', '/run/lock/mpn-package-test.lock') or die "lock: $!";
+flock($lock, LOCK_EX) or die "flock: $!";
+
 for my $p (@PKGS) {
     plan(skip_all => "package test: $p is installed already; this test "
         . 'would purge it') if installed($p);
