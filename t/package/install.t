@@ -146,8 +146,7 @@ my $t = do {
     local $ENV{MPN_MODULE} = $SO;
     MpnTest->new(port => free_port());
 };
-$t->start_redis;
-$t->redis('SET', 'mpn:meta', '{"v":1}');
+$t->start_redis;       # with the dataset marker (mpn:meta) the module wants
 
 my $lib = $t->{redis}->load_library('/usr/share/mpn/mpn.lua');
 is($lib, 'mpn', 'FUNCTION LOAD of /usr/share/mpn/mpn.lua');
