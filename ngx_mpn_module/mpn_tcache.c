@@ -7,9 +7,9 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
 
 #include "mpn_tcache.h"
+#include "mpn_siphash.h"
 
 
 typedef struct mpn_tcache_entry_s  mpn_tcache_entry_t;
@@ -37,7 +37,7 @@ struct mpn_tcache_s {
     size_t               entries;
     size_t               bytes;
     size_t               max_bytes;
-    uint64_t             k0, k1;         /* the SipHash key */
+    mpn_siphash_key_t    key;
 };
 
 
@@ -46,8 +46,6 @@ struct mpn_tcache_s {
 #define MPN_TCACHE_MIN_BUCKETS       64
 
 
-static uint64_t mpn_tcache_hash(const mpn_tcache_t *c, const void *scope,
-    const char *tok, size_t len);
 static mpn_tcache_entry_t *mpn_tcache_find(mpn_tcache_t *c, uint64_t hash,
     const void *scope, const char *tok, size_t len);
 static void mpn_tcache_put(mpn_tcache_t *c, uint64_t hash, const void *scope,
@@ -61,9 +59,8 @@ static void mpn_tcache_touch(mpn_tcache_t *c, mpn_tcache_entry_t *e);
 mpn_tcache_t *
 mpn_tcache_create(size_t max_bytes)
 {
-    size_t          n;
-    mpn_tcache_t   *c;
-    unsigned char   key[16];
+    size_t         n;
+    mpn_tcache_t  *c;
 
     c = calloc(1, sizeof(mpn_tcache_t));
     if (c == NULL) {
@@ -82,15 +79,11 @@ mpn_tcache_create(size_t max_bytes)
         return NULL;
     }
 
-    if (RAND_bytes(key, sizeof(key)) != 1) {
+    if (mpn_siphash_key_init(&c->key) != 0) {
         free(c->buckets);
         free(c);
         return NULL;
     }
-
-    memcpy(&c->k0, key, 8);
-    memcpy(&c->k1, key + 8, 8);
-    OPENSSL_cleanse(key, sizeof(key));
 
     c->mask = n - 1;
     c->max_bytes = max_bytes;
@@ -154,7 +147,9 @@ mpn_tcache_verify(mpn_tcache_t *c, const void *scope, const mpn_keyset_t *ks,
         return mpn_token_verify(ks, tok, len, now, opts, id, id_len, why);
     }
 
-    hash = mpn_tcache_hash(c, scope, tok, len);
+    /* the scope is compared, not hashed: one token is rarely seen by two
+     * verifiers */
+    hash = mpn_siphash(&c->key, tok, len);
 
     e = mpn_tcache_find(c, hash, scope, tok, len);
 
@@ -319,76 +314,4 @@ mpn_tcache_touch(mpn_tcache_t *c, mpn_tcache_entry_t *e)
     e->newer = NULL;
     c->newest->newer = e;
     c->newest = e;
-}
-
-
-/*
- * SipHash-1-3 (Aumasson and Bernstein) of the scope pointer and the token:
- * a keyed hash, so that nobody can choose tokens that fall into one bucket.
- */
-
-#define MPN_ROTL(x, b)  (uint64_t) (((x) << (b)) | ((x) >> (64 - (b))))
-
-#define MPN_SIPROUND                                                          \
-    v0 += v1; v1 = MPN_ROTL(v1, 13); v1 ^= v0; v0 = MPN_ROTL(v0, 32);         \
-    v2 += v3; v3 = MPN_ROTL(v3, 16); v3 ^= v2;                                \
-    v0 += v3; v3 = MPN_ROTL(v3, 21); v3 ^= v0;                                \
-    v2 += v1; v1 = MPN_ROTL(v1, 17); v1 ^= v2; v2 = MPN_ROTL(v2, 32)
-
-
-static uint64_t
-mpn_tcache_hash(const mpn_tcache_t *c, const void *scope, const char *tok,
-    size_t len)
-{
-    size_t          i, left;
-    uint64_t        v0, v1, v2, v3, m, b;
-    uintptr_t       s;
-    const uint8_t  *p;
-
-    v0 = c->k0 ^ 0x736f6d6570736575ULL;
-    v1 = c->k1 ^ 0x646f72616e646f6dULL;
-    v2 = c->k0 ^ 0x6c7967656e657261ULL;
-    v3 = c->k1 ^ 0x7465646279746573ULL;
-
-    /* the scope first, as one word */
-
-    s = (uintptr_t) scope;
-    m = (uint64_t) s;
-    v3 ^= m;
-    MPN_SIPROUND;
-    v0 ^= m;
-
-    p = (const uint8_t *) tok;
-    left = len & 7;
-
-    for (i = 0; i + 8 <= len; i += 8) {
-        memcpy(&m, p + i, 8);        /* little-endian hosts: as specified */
-        v3 ^= m;
-        MPN_SIPROUND;
-        v0 ^= m;
-    }
-
-    b = (uint64_t) (len + 8) << 56;
-
-    switch (left) {
-    case 7: b |= (uint64_t) p[i + 6] << 48;  /* fall through */
-    case 6: b |= (uint64_t) p[i + 5] << 40;  /* fall through */
-    case 5: b |= (uint64_t) p[i + 4] << 32;  /* fall through */
-    case 4: b |= (uint64_t) p[i + 3] << 24;  /* fall through */
-    case 3: b |= (uint64_t) p[i + 2] << 16;  /* fall through */
-    case 2: b |= (uint64_t) p[i + 1] << 8;   /* fall through */
-    case 1: b |= (uint64_t) p[i];            /* fall through */
-    default: break;
-    }
-
-    v3 ^= b;
-    MPN_SIPROUND;
-    v0 ^= b;
-
-    v2 ^= 0xff;
-    MPN_SIPROUND;
-    MPN_SIPROUND;
-    MPN_SIPROUND;
-
-    return v0 ^ v1 ^ v2 ^ v3;
 }

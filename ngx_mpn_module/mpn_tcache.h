@@ -8,7 +8,7 @@
  * scope (which verifier accepted it: the key set and the claim settings);
  * it holds what the token proved: the partner id, exp and nbf.  exp and
  * nbf are checked against the clock at every use.  Only tokens that
- * verified are stored.  The hash (SipHash-1-3 under a random key) picks
+ * verified are stored.  The hash (mpn_siphash.h, under a random key) picks
  * the bucket; the token's bytes are compared in full.  The least recently
  * used entries go when the byte budget is spent.
  */

@@ -18,6 +18,15 @@
 
 #include "ngx_http_mpn_cache.h"
 #include "ngx_http_mpn_status.h"
+#include "mpn_siphash.h"
+
+
+/* buckets of the index: one per this many bytes of zone, a power of two */
+#define NGX_HTTP_MPN_CACHE_BYTES_PER_BUCKET  512
+
+/* recently used entries the eviction moves back to the head before it
+ * takes the oldest anyway */
+#define NGX_HTTP_MPN_CACHE_SECOND_CHANCES  16
 
 
 /* evictions tried for one record before it is served without caching:
@@ -26,27 +35,38 @@
 
 
 /*
- * The tree node is small and the record lives in a block of its own, so
- * that the nodes of a large zone sit close together (128-byte slab slots)
- * and a lookup walks them in the CPU cache; only the node found is
- * followed to its record.  The node is nginx's ngx_str_node_t (crc32 of
- * the id, then the id), so nginx's own lookup and insert serve the tree.
+ * The entries are found through a hash index (a bucket array sized from
+ * the zone, chains of nodes) under a keyed hash of the id, so a lookup
+ * costs one bucket and the node found, whatever the number of partners,
+ * and nobody can choose ids that share a chain.  The node is small (a
+ * 64-byte slab slot) and the record lives in a block of its own, the id
+ * after it.
+ *
+ * A hit only marks its node as used; the eviction gives marked entries at
+ * the tail of the LRU a second chance at the head (the CLOCK algorithm),
+ * so a hit writes to no other entry and LRU order holds for eviction.
  */
 
-typedef struct {
-    ngx_str_node_t             sn;           /* crc32 and the id in data */
+typedef struct ngx_http_mpn_cache_node_s  ngx_http_mpn_cache_node_t;
+
+struct ngx_http_mpn_cache_node_s {
+    ngx_http_mpn_cache_node_t *next;         /* in its bucket */
+    uint32_t                   hash;
     u_char                     negative;     /* the partner has no record */
     u_char                     expired;      /* invalidated while read */
+    u_char                     id_len;
+    u_char                     used;         /* hit since it was queued */
     uint32_t                   size;         /* of the record blob */
     ngx_queue_t                queue;
     ngx_msec_t                 read;         /* when its GET was sent */
     u_char                    *data;         /* record blob, then the id */
-} ngx_http_mpn_cache_node_t;
+};
 
 
 struct ngx_http_mpn_cache_sh_s {
-    ngx_rbtree_t               rbtree;
-    ngx_rbtree_node_t          sentinel;
+    ngx_http_mpn_cache_node_t **buckets;
+    ngx_uint_t                 mask;         /* buckets - 1 */
+    mpn_siphash_key_t          key;
     ngx_queue_t                queue;        /* LRU: most recent first */
     ngx_uint_t                 entries;
     ngx_msec_t                 gap;          /* read before: expired */
@@ -62,8 +82,11 @@ static ngx_int_t ngx_http_mpn_cache_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 static ngx_int_t ngx_http_mpn_cache_check_source(ngx_http_mpn_cache_t *cache);
 static ngx_uint_t ngx_http_mpn_cache_others(ngx_http_mpn_cache_t *cache);
+static uint32_t ngx_http_mpn_cache_hash(ngx_http_mpn_cache_t *cache,
+    ngx_str_t *id);
 static ngx_http_mpn_cache_node_t *ngx_http_mpn_cache_lookup(
     ngx_http_mpn_cache_t *cache, ngx_str_t *id, uint32_t hash);
+static void ngx_http_mpn_cache_evict(ngx_http_mpn_cache_t *cache);
 static void ngx_http_mpn_cache_delete(ngx_http_mpn_cache_t *cache,
     ngx_http_mpn_cache_node_t *cn);
 
@@ -207,6 +230,7 @@ ngx_http_mpn_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_http_mpn_cache_t  *ocache = data;
 
     size_t                 len;
+    ngx_uint_t             n;
     ngx_http_mpn_cache_t  *cache;
 
     cache = shm_zone->data;
@@ -235,8 +259,24 @@ ngx_http_mpn_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     cache->shpool->data = cache->sh;
 
-    ngx_rbtree_init(&cache->sh->rbtree, &cache->sh->sentinel,
-                    ngx_str_rbtree_insert_value);
+    for (n = 64;
+         n < shm_zone->shm.size / NGX_HTTP_MPN_CACHE_BYTES_PER_BUCKET;
+         n <<= 1)
+    {
+        /* void */
+    }
+
+    cache->sh->buckets = ngx_slab_calloc(cache->shpool,
+                                     n * sizeof(ngx_http_mpn_cache_node_t *));
+    if (cache->sh->buckets == NULL) {
+        return NGX_ERROR;
+    }
+
+    cache->sh->mask = n - 1;
+
+    if (mpn_siphash_key_init(&cache->sh->key) != 0) {
+        return NGX_ERROR;
+    }
 
     ngx_queue_init(&cache->sh->queue);
 
@@ -352,13 +392,16 @@ ngx_http_mpn_cache_check_source(ngx_http_mpn_cache_t *cache)
 
 ngx_uint_t
 ngx_http_mpn_cache_get(ngx_http_mpn_cache_t *cache, ngx_str_t *id,
-    uint32_t hash, ngx_uint_t stale, ngx_pool_t *pool, mpn_record_t **rec,
+    ngx_uint_t stale, ngx_pool_t *pool, mpn_record_t **rec,
     ngx_uint_t *result)
 {
+    uint32_t                    hash;
     ngx_msec_t                  ttl;
     ngx_uint_t                  status;
     ngx_msec_int_t              age;
     ngx_http_mpn_cache_node_t  *cn;
+
+    hash = ngx_http_mpn_cache_hash(cache, id);
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
@@ -393,8 +436,9 @@ ngx_http_mpn_cache_get(ngx_http_mpn_cache_t *cache, ngx_str_t *id,
         return stale ? NGX_HTTP_MPN_CACHE_MISS : NGX_HTTP_MPN_CACHE_EXPIRED;
     }
 
-    ngx_queue_remove(&cn->queue);
-    ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
+    if (!cn->used) {
+        cn->used = 1;
+    }
 
     if (cn->negative) {
         *result = NGX_HTTP_MPN_MISSING;
@@ -430,18 +474,18 @@ ngx_http_mpn_cache_epoch(ngx_http_mpn_cache_t *cache,
 
 void
 ngx_http_mpn_cache_put(ngx_http_mpn_cache_t *cache, ngx_str_t *id,
-    uint32_t hash, mpn_record_t *rec, ngx_msec_t read,
-    ngx_atomic_uint_t drops)
+    mpn_record_t *rec, ngx_msec_t read, ngx_atomic_uint_t drops)
 {
     size_t                      size;
     u_char                     *data;
+    uint32_t                    hash;
     ngx_uint_t                  evicted;
-    ngx_queue_t                *q;
-    ngx_http_mpn_cache_node_t  *cn;
+    ngx_http_mpn_cache_node_t  *cn, **b;
 
     static time_t               warned;
 
     size = rec ? rec->size : 0;
+    hash = ngx_http_mpn_cache_hash(cache, id);
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
@@ -497,28 +541,28 @@ ngx_http_mpn_cache_put(ngx_http_mpn_cache_t *cache, ngx_str_t *id,
 
         evicted++;
 
-        q = ngx_queue_last(&cache->sh->queue);
-        ngx_http_mpn_cache_delete(cache,
-                     ngx_queue_data(q, ngx_http_mpn_cache_node_t, queue));
-
-        ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_CACHE_EVICTIONS);
+        ngx_http_mpn_cache_evict(cache);
     }
 
+    cn->hash = hash;
     cn->negative = (rec == NULL);
     cn->expired = (drops != cache->sh->drops);
+    cn->id_len = (u_char) id->len;
     cn->size = size;
     cn->read = read;
+    cn->used = 0;
     cn->data = data;
 
     if (rec != NULL) {
         ngx_memcpy(data, rec, size);
     }
 
-    cn->sn.str.data = ngx_cpymem(data + size, id->data, id->len) - id->len;
-    cn->sn.str.len = id->len;
-    cn->sn.node.key = hash;
+    ngx_memcpy(data + size, id->data, id->len);
 
-    ngx_rbtree_insert(&cache->sh->rbtree, &cn->sn.node);
+    b = &cache->sh->buckets[hash & cache->sh->mask];
+    cn->next = *b;
+    *b = cn;
+
     ngx_queue_insert_head(&cache->sh->queue, &cn->queue);
 
     cache->sh->entries++;
@@ -533,7 +577,7 @@ ngx_http_mpn_cache_drop(ngx_http_mpn_cache_t *cache, ngx_str_t *id)
     uint32_t                    hash;
     ngx_http_mpn_cache_node_t  *cn;
 
-    hash = ngx_crc32_short(id->data, id->len);
+    hash = ngx_http_mpn_cache_hash(cache, id);
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
@@ -678,12 +722,63 @@ ngx_http_mpn_cache_usage(ngx_http_mpn_cache_t *cache, ngx_uint_t *entries,
 }
 
 
+/* the key is the zone's, so every worker finds what another stored */
+
+static uint32_t
+ngx_http_mpn_cache_hash(ngx_http_mpn_cache_t *cache, ngx_str_t *id)
+{
+    return (uint32_t) mpn_siphash(&cache->sh->key, id->data, id->len);
+}
+
+
 static ngx_http_mpn_cache_node_t *
 ngx_http_mpn_cache_lookup(ngx_http_mpn_cache_t *cache, ngx_str_t *id,
     uint32_t hash)
 {
-    return (ngx_http_mpn_cache_node_t *)
-               ngx_str_rbtree_lookup(&cache->sh->rbtree, id, hash);
+    ngx_http_mpn_cache_node_t  *cn;
+
+    for (cn = cache->sh->buckets[hash & cache->sh->mask];
+         cn != NULL;
+         cn = cn->next)
+    {
+        if (cn->hash == hash && cn->id_len == id->len
+            && ngx_memcmp(cn->data + cn->size, id->data, id->len) == 0)
+        {
+            return cn;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* the least recently used entry goes; the queue is not empty */
+
+static void
+ngx_http_mpn_cache_evict(ngx_http_mpn_cache_t *cache)
+{
+    ngx_uint_t                  i;
+    ngx_queue_t                *q;
+    ngx_http_mpn_cache_node_t  *cn;
+
+    for (i = 0; /* void */; i++) {
+        q = ngx_queue_last(&cache->sh->queue);
+        cn = ngx_queue_data(q, ngx_http_mpn_cache_node_t, queue);
+
+        if (!cn->used || i == NGX_HTTP_MPN_CACHE_SECOND_CHANCES) {
+            break;
+        }
+
+        /* used since it was queued: its place is at the head */
+
+        cn->used = 0;
+        ngx_queue_remove(q);
+        ngx_queue_insert_head(&cache->sh->queue, q);
+    }
+
+    ngx_http_mpn_cache_delete(cache, cn);
+
+    ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_CACHE_EVICTIONS);
 }
 
 
@@ -691,8 +786,18 @@ static void
 ngx_http_mpn_cache_delete(ngx_http_mpn_cache_t *cache,
     ngx_http_mpn_cache_node_t *cn)
 {
+    ngx_http_mpn_cache_node_t  **p;
+
+    for (p = &cache->sh->buckets[cn->hash & cache->sh->mask];
+         *p != cn;
+         p = &(*p)->next)
+    {
+        /* void */
+    }
+
+    *p = cn->next;
+
     ngx_queue_remove(&cn->queue);
-    ngx_rbtree_delete(&cache->sh->rbtree, &cn->sn.node);
     ngx_slab_free_locked(cache->shpool, cn->data);
     ngx_slab_free_locked(cache->shpool, cn);
 

@@ -1,9 +1,9 @@
 /*
  * mpn_cache: parsed partner records (or "no record") in one shared-memory
- * zone across the workers, in the model of limit_req: an rbtree keyed by
- * the crc32 of the partner id and an LRU queue under the zone mutex, a few
- * of the least recently used entries evicted when the slab is full.  The
- * zone remembers where its records came from (server, database, key
+ * zone across the workers, in the model of limit_req (a hash index of the
+ * partner ids instead of its rbtree) and an LRU queue under the zone mutex,
+ * a few of the least recently used entries evicted when the slab is full.
+ * The zone remembers where its records came from (server, database, key
  * prefix) and is emptied by a reload that changes it.
  */
 
@@ -39,8 +39,8 @@ char *ngx_http_mpn_cache_directive(ngx_conf_t *cf, ngx_command_t *cmd,
  * copies nothing.
  */
 ngx_uint_t ngx_http_mpn_cache_get(ngx_http_mpn_cache_t *cache,
-    ngx_str_t *id, uint32_t hash, ngx_uint_t stale, ngx_pool_t *pool,
-    mpn_record_t **rec, ngx_uint_t *result);
+    ngx_str_t *id, ngx_uint_t stale, ngx_pool_t *pool, mpn_record_t **rec,
+    ngx_uint_t *result);
 
 /* the read and invalidation epoch to pass to put when the reply comes */
 ngx_msec_t ngx_http_mpn_cache_epoch(ngx_http_mpn_cache_t *cache,
@@ -48,8 +48,7 @@ ngx_msec_t ngx_http_mpn_cache_epoch(ngx_http_mpn_cache_t *cache,
 
 /* stores rec (NULL: the partner has no record) read at time `read` */
 void ngx_http_mpn_cache_put(ngx_http_mpn_cache_t *cache, ngx_str_t *id,
-    uint32_t hash, mpn_record_t *rec, ngx_msec_t read,
-    ngx_atomic_uint_t drops);
+    mpn_record_t *rec, ngx_msec_t read, ngx_atomic_uint_t drops);
 
 /* an invalidation message: the entry is dropped */
 void ngx_http_mpn_cache_drop(ngx_http_mpn_cache_t *cache, ngx_str_t *id);

@@ -75,11 +75,9 @@ ngx_http_mpn_fetch(ngx_http_request_t *r, ngx_http_mpn_ctx_t *ctx,
                         ngx_str_rbtree_insert_value);
     }
 
-    hash = ngx_crc32_short(ctx->partner_id.data, ctx->partner_id.len);
-
     if (mcf->cache != NULL) {
         ctx->cache_status = ngx_http_mpn_cache_get(mcf->cache,
-                                                   &ctx->partner_id, hash, 0,
+                                                   &ctx->partner_id, 0,
                                                    r->pool, &ctx->record,
                                                    &ctx->result);
 
@@ -97,6 +95,8 @@ ngx_http_mpn_fetch(ngx_http_request_t *r, ngx_http_mpn_ctx_t *ctx,
             ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_CACHE_MISSES);
         }
     }
+
+    hash = ngx_crc32_short(ctx->partner_id.data, ctx->partner_id.len);
 
     f = (ngx_http_mpn_fetch_t *) ngx_str_rbtree_lookup(&ngx_http_mpn_fetches,
                                                        &ctx->partner_id,
@@ -200,15 +200,11 @@ ngx_http_mpn_fetch_reply(void *data, void *reply)
 {
     ngx_http_mpn_fetch_t  *f = data;
 
-    uint32_t               hash;
     ngx_log_t             *log;
     ngx_uint_t             result;
     ngx_queue_t           *q;
     mpn_record_t          *rec;
     ngx_http_mpn_ctx_t    *ctx;
-
-    /* the delete clears the key */
-    hash = (uint32_t) f->sn.node.key;
 
     ngx_rbtree_delete(&ngx_http_mpn_fetches, &f->sn.node);
 
@@ -230,7 +226,7 @@ ngx_http_mpn_fetch_reply(void *data, void *reply)
     if (f->cache != NULL
         && (result == NGX_HTTP_MPN_FOUND || result == NGX_HTTP_MPN_MISSING))
     {
-        ngx_http_mpn_cache_put(f->cache, &f->sn.str, hash, rec, f->read,
+        ngx_http_mpn_cache_put(f->cache, &f->sn.str, rec, f->read,
                                f->drops);
     }
 
@@ -381,10 +377,8 @@ ngx_http_mpn_fetch_stale(ngx_http_mpn_ctx_t *ctx, ngx_http_mpn_cache_t *cache)
         return;
     }
 
-    status = ngx_http_mpn_cache_get(cache, &ctx->partner_id,
-                                    ngx_crc32_short(ctx->partner_id.data,
-                                                    ctx->partner_id.len),
-                                    1, ctx->request->pool, &rec, &result);
+    status = ngx_http_mpn_cache_get(cache, &ctx->partner_id, 1,
+                                    ctx->request->pool, &rec, &result);
 
     if (status != NGX_HTTP_MPN_CACHE_STALE
         && status != NGX_HTTP_MPN_CACHE_HIT)
