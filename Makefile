@@ -29,8 +29,8 @@ DEPS_PKGS := build-essential nginx nginx-dev libpcre2-dev zlib1g-dev \
 	libssl-dev openssl libhiredis-dev libjansson-dev redis-server \
 	libcmocka-dev clang libclang-rt-14-dev valgrind wrk perl curl iproute2 \
 	procps bsdutils util-linux prometheus \
-	python3 python3-selenium chromium chromium-driver linux-perf \
-	$(DEB_PKGS)
+	python3 python3-selenium python3-cryptography chromium chromium-driver \
+	linux-perf $(DEB_PKGS)
 
 NGX_CC_OPT   := -g -O2 -fPIC -fstack-protector-strong -Wformat \
 	-Werror=format-security -D_FORTIFY_SOURCE=2
@@ -42,7 +42,7 @@ FUZZERS      := $(patsubst t/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard t/fuzz/fuzz_*.c
 TOOLS        :=
 
 .PHONY: all deps module unit integration test asan fuzz bench bench-token \
-	run clean man deb package-test
+	bench-scale bench-judge run clean man deb package-test
 
 all: deps module tools
 
@@ -197,10 +197,29 @@ $(BUILD)/bench/bench_token: t/bench/bench_token.c $(PURE_SRCS) $(PURE_HDRS)
 bench-token: deps $(BUILD)/bench/bench_token
 	t/bench/bench_token.sh $(BUILD)/bench/bench_token $(BENCH_SECONDS)
 
-# wrk against the static file ungated, gated with mpn_cache, and gated
-# without it: req/s, p50, p99, ratio to ungated, server CPU us per request
+# the judge's conditions (../shared/peers/bench.sh) and the paired table:
+# bare nginx, mpn_cache, no cache, the four token variants; knobs ROUNDS,
+# DURATION, PARTNERS, DIST=uniform|zipf, ZONE, VARIANTS (t/bench/bench.sh)
 bench: deps module
-	t/bench/bench.sh $(MODULE)
+	t/bench/bench.sh $(MODULE) t/bench/tokens.py
+
+# mpn_cache from 10,000 to 1,000,000 partners, uniform and Zipf(1.0), the
+# zone holding all of them or a tenth (t/bench/scale.sh; a quarter hour)
+bench-scale: deps module
+	t/bench/scale.sh $(MODULE) t/bench/tokens.py
+
+# the judge itself, when the checkout sits next to it (not needed by any
+# other target): PEERS=path/to/peers to point elsewhere
+PEERS ?= $(CURDIR)/../shared/peers
+JUDGE_VARIANTS ?= baseline lua-cache lua-nocache mpn-cache mpn-nocache \
+	mpn-token-hs mpn-token-rs mpn-token-es mpn-token-ed
+
+bench-judge: deps module
+	@[ -x $(PEERS)/bench.sh ] || { echo "no judge at $(PEERS)" >&2; exit 1; }
+	mkdir -p $(BUILD)/peers
+	MPN_SO=$(MODULE) PEERS_RUN=/tmp/mpn-peers-run \
+	OUT=$(BUILD)/peers/$$(date -u +%Y%m%dT%H%M%SZ) ROUNDS=$${ROUNDS:-5} \
+	    $(PEERS)/bench.sh $(JUDGE_VARIANTS)
 
 # unit tests, a short run of each fuzzer, the Debian packages installed and
 # purged, the integration suite under ASan/UBSan, then the integration suite

@@ -1,55 +1,84 @@
 #!/bin/bash
-# make bench: what the gate costs over serving the same static file ungated.
+# make bench: what the gate costs next to bare nginx serving the same file,
+# under the judge's conditions (../shared/peers/bench.sh, see its README):
+# one nginx per variant with 1 worker, access_log off, open_file_cache,
+# absolute_redirect off, keepalive_requests 1000000; GET
+# /benefits/azure-credits, a 3-byte static file; wrk -t1 -c64, a warm-up
+# then DURATION seconds, the variants taking turns within each round; the
+# same records (10,000 partners 5000000.., 1 in 5 lapsed) in one
+# redis-server.
 #
-#     t/bench/bench.sh MODULE_SO [SECONDS] [ROUNDS]
+#     t/bench/bench.sh MODULE_SO SIGNER [OUT_DIR]
 #
-# A private redis-server seeded with 10,000 partners (1 in 5 lapsed), and
-# Debian's nginx with 1 worker and the module loaded.  wrk (2 threads, 64
-# connections, a Lua script rotating the X-Partner header over all 10,000
-# ids) runs a warm-up and then ROUNDS rounds of SECONDS against:
-#   1. baseline: the same nginx serving the same file in an ungated location
-#   2. cache:    the gate with mpn_cache (every partner fits in the zone)
-#   3. no cache: the gate without mpn_cache, one GET per request, pipelined
-#                on the worker's one Redis connection
-# taking turns round after round, and prints, per variant, the median over
-# the rounds of req/s, p50 and p99, of the ratio to the baseline's req/s and
-# p99 in the same round, and of the server CPU per request: the utime +
-# stime of the nginx worker and redis-server (/proc/PID/stat) over the
-# requests wrk completed, with its difference to the baseline's.
+# SIGNER is t/bench/tokens.py (each token variant's key and one token per
+# partner).  Knobs (environment, or make
+# variables: make bench ROUNDS=5 PARTNERS=1000000 DIST=zipf):
+#   ROUNDS=3 DURATION=10 WARMUP=3 CONNS=64 THREADS=1
+#   VARIANTS="baseline mpn-cache mpn-nocache mpn-token-hs mpn-token-rs
+#             mpn-token-es mpn-token-ed"
+#   PARTNERS=10000   how many partners the records and requests cover
+#   DIST=uniform     uniform: each partner in turn; zipf: Zipf(1.0) by rank
+#   ZONE=            mpn_cache zone size; default: room for every partner
+#                    (16m at least, the judge's size)
+#   TTL=30s          mpn_cache ttl
+#   FILL=            1: before the rounds, each cached variant gets one
+#                    request per partner (default when PARTNERS > 10000)
+#   PERF=VARIANT     perf record that variant's worker in round 1
+#   KEEP=1           keep the work directory
 #
-# MPN_PERF=cache (or baseline, nocache) records the nginx worker with perf
-# during that variant's first round; MPN_KEEP=1 keeps the work directory.
+# Prints the table and the table paired with the baseline of the same
+# round, as the judge's lib/summarize.py does; token variants are also
+# paired with mpn-cache.  The judge itself is make bench-judge.
 
 set -e -o pipefail
 
-module=$(realpath "${1:?usage: bench.sh MODULE_SO [SECONDS] [ROUNDS]}")
-secs=${2:-10}
-rounds=${3:-3}
-conns=64
-threads=2
-partners=10000
+here=$(cd "$(dirname "$0")" && pwd)
+module=$(realpath "${1:?usage: bench.sh MODULE_SO SIGNER [OUT_DIR]}")
+signer=$(realpath "${2:?usage: bench.sh MODULE_SO SIGNER [OUT_DIR]}")
 
-dir=$(mktemp -d /tmp/mpn-bench-XXXXXX)
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-3}
+CONNS=${CONNS:-64}
+THREADS=${THREADS:-1}
+VARIANTS=${VARIANTS:-baseline mpn-cache mpn-nocache mpn-token-hs mpn-token-rs mpn-token-es mpn-token-ed}
+PARTNERS=${PARTNERS:-10000}
+DIST=${DIST:-uniform}
+TTL=${TTL:-30s}
+ID_BASE=5000000
+# bytes of zone per cached partner (docs/deployment.md): node, record and
+# id in their slab slots, and the index
+ENTRY_BYTES=${ENTRY_BYTES:-600}
+if [ -z "$ZONE" ]; then
+    ZONE=$(( (PARTNERS * ENTRY_BYTES * 11 / 10 + 1048575) / 1048576 ))
+    [ "$ZONE" -ge 16 ] || ZONE=16
+    ZONE=${ZONE}m
+fi
+if [ -z "$FILL" ] && [ "$PARTNERS" -gt 10000 ]; then
+    FILL=1
+fi
+
+keep=${3:+1}${KEEP}
+dir=${3:-$(mktemp -d /tmp/mpn-bench-XXXXXX)}
+mkdir -p "$dir"
 chmod 755 "$dir"
 pids=()
 
 cleanup() {
-    local f
-    # the nginx masters were started in a subshell: their pid files name them
+    local f p
     for f in "$dir"/*/nginx.pid; do
         [ -f "$f" ] && pids+=("$(cat "$f")")
     done
     for p in "${pids[@]}"; do
         kill "$p" 2>/dev/null || true
     done
-    wait 2>/dev/null || true
     for p in "${pids[@]}"; do
         for _ in $(seq 50); do
             kill -0 "$p" 2>/dev/null || break
             sleep 0.1
         done
     done
-    [ -n "$MPN_KEEP" ] || rm -rf "$dir"
+    [ -n "$keep" ] || rm -rf "$dir"
 }
 trap cleanup EXIT
 
@@ -58,7 +87,7 @@ free_port() {
 }
 
 wait_port() {
-    for _ in $(seq 100); do
+    for _ in $(seq 200); do
         (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
         sleep 0.05
     done
@@ -66,7 +95,7 @@ wait_port() {
     return 1
 }
 
-# --- redis, seeded -----------------------------------------------------------
+# --- redis, seeded ---------------------------------------------------------
 
 rport=$(free_port)
 redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no \
@@ -75,105 +104,95 @@ redis_pid=$!
 pids+=("$redis_pid")
 wait_port "$rport"
 
-# p00000 ... p09999; every fifth one's Action Pack expired last year
-awk -v n="$partners" 'BEGIN {
-    for (i = 0; i < n; i++) {
-        id = sprintf("p%05d", i)
-        if (i % 5 == 4) { st = "expired"; s = "2025-01-15"; e = "2026-01-15" }
-        else            { st = "active";  s = "2026-01-15"; e = "2099-01-15" }
-        v = "{\"v\":1,\"partner_id\":\"" id "\",\"name\":\"Partner " id "\"," \
-            "\"network\":true,\"status\":\"active\",\"rev\":1," \
-            "\"updated_at\":\"2026-01-15T00:00:00Z\",\"subscriptions\":" \
-            "{\"action_pack\":{\"status\":\"" st "\",\"start\":\"" s \
-            "T00:00:00Z\",\"end\":\"" e "T00:00:00Z\",\"auto_renew\":true," \
-            "\"benefits\":{\"developer_tools\":1,\"windows_enterprise\":10," \
-            "\"visual_studio_pro\":3,\"vsts\":1,\"office365_e3\":10," \
-            "\"ems\":5,\"dynamics_crm\":5,\"azure_credits\":100}}}," \
-            "\"competencies\":{}}"
-        k = "mpn:partner:" id
-        printf "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", \
-               length(k), k, length(v), v
-    }
-}' | redis-cli -p "$rport" --pipe >/dev/null
-# the dataset marker: the gate reads no record from a Redis without it
-redis-cli -p "$rport" SET mpn:meta '{"v":1,"created_at":"2026-01-15T00:00:00Z"}' \
-    >/dev/null
+python3 "$here/seed.py" "$PARTNERS" "$ID_BASE" \
+    | redis-cli -p "$rport" --pipe > "$dir/seed.log"
+grep -q 'errors: 0' "$dir/seed.log" || { cat "$dir/seed.log"; exit 1; }
 
-# --- nginx -------------------------------------------------------------------
+# --- one nginx per variant ---------------------------------------------------
 
-mkdir -p "$dir/html/plain" "$dir/html/gated"
-head -c 612 /dev/zero | tr '\0' x > "$dir/html/plain/x"
-cp "$dir/html/plain/x" "$dir/html/gated/x"
-chmod -R a+rX "$dir/html"
-
-# start_nginx NAME CACHE_DIRECTIVE: prints "port worker_pid"
+# start_nginx VARIANT: writes $dir/VARIANT/{port,worker}
 start_nginx() {
-    local name=$1 cache=$2 port
+    local v=$1 port gate='' http='' worker
     port=$(free_port)
-    mkdir -p "$dir/$name"
-    cat > "$dir/$name/nginx.conf" <<EOF
-load_module $module;
+    mkdir -p "$dir/$v/html/benefits" "$dir/$v/tmp"
+    printf 'ok\n' > "$dir/$v/html/benefits/azure-credits"
+    chmod -R a+rX "$dir/$v"
+
+    case $v in
+    baseline) ;;
+    mpn-nocache)
+        http="mpn_redis 127.0.0.1:$rport;"
+        gate="mpn on; mpn_partner \$http_x_partner_id;" ;;
+    mpn-cache)
+        http="mpn_redis 127.0.0.1:$rport; mpn_cache zone=mpn:$ZONE ttl=$TTL;"
+        gate="mpn on; mpn_partner \$http_x_partner_id;" ;;
+    mpn-token-*)
+        local alg
+        case $v in
+            *-hs) alg=HS256 ;; *-rs) alg=RS256 ;;
+            *-es) alg=ES256 ;; *-ed) alg=EdDSA ;;
+        esac
+        "$signer" "$alg" "$PARTNERS" "$ID_BASE" "$dir/$v"
+        http="mpn_redis 127.0.0.1:$rport; mpn_cache zone=mpn:$ZONE ttl=$TTL;"
+        gate="mpn on; mpn_token \$http_authorization;
+              mpn_token_keys $dir/$v/keys.jwks;" ;;
+    *) echo "unknown variant $v" >&2; exit 1 ;;
+    esac
+    [ -z "$gate" ] || gate="$gate
+            mpn_require_tier action_pack;
+            mpn_require_benefit azure_credits;
+            mpn_renew_url /renew?return=\$mpn_return_url;"
+
+    cat > "$dir/$v/nginx.conf" <<EOF
+$([ "$v" = baseline ] || echo "load_module $module;")
 worker_processes 1;
 daemon off;
-pid $dir/$name/nginx.pid;
-error_log $dir/$name/error.log warn;
+pid $dir/$v/nginx.pid;
+error_log $dir/$v/error.log warn;
 events { worker_connections 1024; }
 http {
     access_log off;
-    client_body_temp_path $dir/$name/tmp;
-    proxy_temp_path $dir/$name/tmp;
-    fastcgi_temp_path $dir/$name/tmp;
-    uwsgi_temp_path $dir/$name/tmp;
-    scgi_temp_path $dir/$name/tmp;
     default_type text/plain;
+    absolute_redirect off;
     keepalive_requests 1000000;
-
-    mpn_redis 127.0.0.1:$rport timeout=1s;
-    $cache
+    open_file_cache max=16 inactive=60s;
+    open_file_cache_valid 60s;
+    client_body_temp_path $dir/$v/tmp;
+    proxy_temp_path $dir/$v/tmp;
+    fastcgi_temp_path $dir/$v/tmp;
+    uwsgi_temp_path $dir/$v/tmp;
+    scgi_temp_path $dir/$v/tmp;
+    $http
 
     server {
-        listen 127.0.0.1:$port backlog=1024;
-        root $dir/html;
-        mpn_partner \$http_x_partner;
-
-        location /plain/ { }
-        location /gated/ { mpn on; mpn_require_tier action_pack; }
-        location = /status { mpn_status; }
+        listen 127.0.0.1:$port;
+        root $dir/$v/html;
+        location = /benefits/azure-credits {
+            $gate
+        }
+        location = /status { allow 127.0.0.1; deny all; $([ "$v" = baseline ] || echo "mpn_status;") }
     }
 }
 EOF
-    nginx -p "$dir/$name" -c "$dir/$name/nginx.conf" \
-        2>>"$dir/$name/stderr" &
+    nginx -p "$dir/$v" -c "$dir/$v/nginx.conf" 2>> "$dir/$v/stderr" &
     pids+=("$!")
     wait_port "$port"
-    local worker
-    for _ in $(seq 50); do
+    for _ in $(seq 100); do
         worker=$(cat "/proc/$!/task/$!/children" 2>/dev/null | awk '{print $1}')
         [ -n "$worker" ] && break
         sleep 0.05
     done
-    echo "$port $worker"
+    echo "$port" > "$dir/$v/port"
+    echo "$worker" > "$dir/$v/worker"
 }
 
-cat > "$dir/rotate.lua" <<EOF
--- each thread walks all $partners partner ids, from its own offset
-local n = $partners
-local i = 0
+for v in $VARIANTS; do
+    start_nginx "$v"
+done
 
-function setup(thread)
-    thread:set("offset", math.random(0, n - 1))
-end
+# --- wrk ---------------------------------------------------------------------
 
-function init(args)
-    i = offset or 0
-end
-
-function request()
-    i = (i + 1) % n
-    return wrk.format("GET", wrk.path,
-                      { ["X-Partner"] = string.format("p%05d", i) })
-end
-EOF
+hz=$(getconf CLK_TCK)
 
 cpu_ticks() {
     local t=0 p
@@ -183,106 +202,71 @@ cpu_ticks() {
     echo "$t"
 }
 
-# to microseconds: wrk prints e.g. 812.00us, 1.20ms, 2.01s
-to_us() {
-    awk -v v="$1" 'BEGIN {
-        if (v ~ /us$/) { sub(/us$/, "", v); print v + 0 }
-        else if (v ~ /ms$/) { sub(/ms$/, "", v); print v * 1000 }
-        else if (v ~ /s$/) { sub(/s$/, "", v); print v * 1000000 }
-        else print v
-    }'
+# wrk_run VARIANT SECONDS [env...]: wrk's output
+wrk_run() {
+    local v=$1 secs=$2; shift 2
+    local tokens=
+    case $v in mpn-token-*) tokens=$dir/$v/tokens.txt ;; esac
+    env PEERS_N="$PARTNERS" PEERS_ID_BASE="$ID_BASE" PEERS_DIST="$DIST" \
+        PEERS_TOKENS="$tokens" "$@" \
+        wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" -s "$here/rotate.lua" \
+        "http://127.0.0.1:$(cat "$dir/$v/port")/benefits/azure-credits"
 }
 
+{
+    echo "# $(date -u +%FT%TZ) $(uname -r) $(nproc) cores; nginx $(nginx -v 2>&1 | sed 's/.*\///')," \
+         "redis $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/')"
+    echo "# wrk -t$THREADS -c$CONNS -d${DURATION}s (warm-up ${WARMUP}s), $ROUNDS rounds," \
+         "$PARTNERS partners ($DIST), 1 in 5 lapsed; mpn_cache zone=$ZONE ttl=$TTL"
+} | tee "$dir/runs.tsv"
 
-hz=$(getconf CLK_TCK)
+if [ -n "$FILL" ]; then
+    for v in $VARIANTS; do
+        case $v in baseline|mpn-nocache) continue ;; esac
+        wrk_run "$v" 900 PEERS_DIST=uniform PEERS_STOP="$PARTNERS" \
+            > "$dir/$v.fill.wrk"
+        echo "# $v: filled with $(sed -n 's/^RESULT requests=\([0-9]*\).*/\1/p' \
+            "$dir/$v.fill.wrk") requests" | tee -a "$dir/runs.tsv"
+    done
+fi
 
-# round NAME R PORT PATH PIDS...: one wrk run; prints
-# "rps p50_us p99_us cpu_us_per_req"
-round() {
-    local name=$1 r=$2 port=$3 path=$4; shift 4
-    local url="http://127.0.0.1:$port$path" out c0 c1 n
-
-    if [ "$MPN_PERF" = "$name" ] && [ "$r" = 1 ]; then
-        perf record -q -F 2000 -g -p "$1" -o "$dir/perf-$name.data" \
-            -- sleep "$secs" >/dev/null 2>&1 &
-    fi
-    c0=$(cpu_ticks "$@")
-    out=$(wrk -t"$threads" -c"$conns" -d"${secs}s" --latency \
-          -s "$dir/rotate.lua" "$url")
-    c1=$(cpu_ticks "$@")
-    if [ "$MPN_PERF" = "$name" ] && [ "$r" = 1 ]; then
-        wait $!
-        perf report -i "$dir/perf-$name.data" --stdio --no-children \
-            --percent-limit 0.7 -g none 2>/dev/null \
-            | grep -v '^#' | grep . > "$dir/perf-$name.txt" || true
-        echo "perf profile of the $name worker: $dir/perf-$name.txt" >&2
-    fi
-    echo "$out" > "$dir/wrk-$name-$r.txt"
-    # the lapsed fifth answer 403 by design; socket errors are not
-    if echo "$out" | grep -q 'Socket errors'; then
-        echo "$out" | grep 'Socket errors' | sed "s/^/    $name round $r: /" >&2
-    fi
-    n=$(echo "$out" | awk '/requests in/ { print $1 }')
-    echo "$(echo "$out" | awk '/^Requests\/sec/ { print $2 }')" \
-         "$(to_us "$(echo "$out" | awk '$1 == "50%" { print $2 }')")" \
-         "$(to_us "$(echo "$out" | awk '$1 == "99%" { print $2 }')")" \
-         "$(awk -v t=$((c1 - c0)) -v hz="$hz" -v n="$n" \
-              'BEGIN { printf "%.2f", t / hz * 1e6 / n }')"
-}
-
-read -r cport cworker < <(start_nginx cache \
-    "mpn_cache zone=partners:32m ttl=1h negative_ttl=1h;")
-read -r nport nworker < <(start_nginx nocache "")
-
-echo "nginx $(nginx -v 2>&1 | sed 's/.*\///'), 1 worker; redis-server" \
-     "$(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/');" \
-     "wrk -t$threads -c$conns, $rounds x ${secs}s after a 3s warm-up," \
-     "$partners partners (1 in 5 lapsed: 403)"
-echo "$(nproc) CPUs, shared by wrk, nginx and redis-server"
-echo
-
-# the variants take turns, round after round, so that a slow spell of a
-# shared machine weighs on all of them alike; ratios and deltas are taken
-# within a round, then the median over rounds is shown
-variants=("baseline $cport /plain/x $cworker $redis_pid"
-          "cache $cport /gated/x $cworker $redis_pid"
-          "nocache $nport /gated/x $nworker $redis_pid")
-
-for v in "${variants[@]}"; do
-    set -- $v
-    wrk -t"$threads" -c"$conns" -d3s -s "$dir/rotate.lua" \
-        "http://127.0.0.1:$2$3" >/dev/null
-done
-
-for r in $(seq "$rounds"); do
-    for v in "${variants[@]}"; do
-        set -- $v
-        name=$1; shift
-        echo "$r $(round "$name" "$r" "$@")" >> "$dir/rounds-$name"
+for r in $(seq "$ROUNDS"); do
+    for v in $VARIANTS; do
+        wrk_run "$v" "$WARMUP" > /dev/null
+        worker=$(cat "$dir/$v/worker")
+        if [ "$PERF" = "$v" ] && [ "$r" = 1 ]; then
+            perf record -q -F 2000 -g -p "$worker" -o "$dir/perf-$v.data" \
+                -- sleep "$DURATION" > /dev/null 2>&1 &
+        fi
+        c0=$(cpu_ticks "$worker" "$redis_pid")
+        n0=$(cpu_ticks "$worker")
+        wrk_run "$v" "$DURATION" > "$dir/$v.r$r.wrk" 2>&1
+        c1=$(cpu_ticks "$worker" "$redis_pid")
+        n1=$(cpu_ticks "$worker")
+        if [ "$PERF" = "$v" ] && [ "$r" = 1 ]; then
+            wait $!
+            perf report -i "$dir/perf-$v.data" --stdio --no-children \
+                --percent-limit 0.5 -g none --sort dso,sym 2>/dev/null \
+                | grep -v '^#' | grep . > "$dir/perf-$v.txt" || true
+            echo "# perf profile of the $v worker: $dir/perf-$v.txt" >&2
+        fi
+        res=$(grep '^RESULT' "$dir/$v.r$r.wrk") \
+            || { cat "$dir/$v.r$r.wrk"; echo "no RESULT from wrk for $v" >&2; exit 1; }
+        get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<< " $res"; }
+        errs=$(( $(get non2xx3xx) + $(get connect_err) + $(get read_err) \
+                 + $(get write_err) + $(get timeouts) ))
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$v" "$r" "$(get rps)" \
+            "$(get p50_us)" "$(get p99_us)" "$errs" "$(get requests)" \
+            "$(( (n1 - n0) * 1000000 / hz ))" \
+            "$(( (c1 - c0) * 1000000 / hz ))" | tee -a "$dir/runs.tsv"
     done
 done
 
-curl -s "http://127.0.0.1:$cport/status" > "$dir/status-cache.json"
-
-printf '%-22s %10s %8s %9s %9s %12s %10s\n' variant 'req/s' 'p50' 'p99' \
-    'x base' 'CPU us/req' '+us/req'
-for v in "baseline:baseline" "gate, cache:cache" "gate, no cache:nocache"; do
-    # columns: round rps p50 p99 cpu, joined with the baseline's round
-    join "$dir/rounds-${v#*:}" "$dir/rounds-baseline" | awk -v name="${v%%:*}" '
-        { rps[NR] = $2; p50[NR] = $3; p99[NR] = $4; cpu[NR] = $5
-          ratio[NR] = $2 / $6; delta[NR] = $5 - $9; p99r[NR] = $4 / $8 }
-        function median(a, n,   i, j, t) {
-            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++)
-                if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
-            return a[int((n + 1) / 2)]
-        }
-        END {
-            printf "%-22s %10.0f %6.0fus %7.0fus %8.2fx %12.2f %+10.2f" \
-                   "   (p99 %.2fx base)\n", name, median(rps, NR),
-                   median(p50, NR), median(p99, NR), median(ratio, NR),
-                   median(cpu, NR), median(delta, NR), median(p99r, NR)
-        }'
+for v in $VARIANTS; do
+    [ "$v" = baseline ] && continue
+    curl -s "http://127.0.0.1:$(cat "$dir/$v/port")/status" > "$dir/$v.status.json"
 done
+
 echo
-echo "cache variant status: $(tr -d '\n' < "$dir/status-cache.json" \
-    | sed 's/.*"cache":\({[^}]*}\).*/\1/')"
+python3 "$here/summarize.py" "$dir/runs.tsv" "$dir" | tee "$dir/summary.txt"
+echo "raw results: $dir/"
