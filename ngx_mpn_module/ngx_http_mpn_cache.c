@@ -38,9 +38,11 @@
  * The entries are found through a hash index (a bucket array sized from
  * the zone, chains of nodes) under a keyed hash of the id, so a lookup
  * costs one bucket and the node found, whatever the number of partners,
- * and nobody can choose ids that share a chain.  The node is small (a
- * 64-byte slab slot) and the record lives in a block of its own, the id
- * after it.
+ * and nobody can choose ids that share a chain.  The id, then the record,
+ * follow the node in the same slab slot, so the id is compared in the
+ * node's own cache line and the record is read on from there; only when
+ * that would take a larger slot than a node slot and a data slot together
+ * (the slab rounds to powers of two) does the data get a block of its own.
  *
  * A hit only marks its node as used; the eviction gives marked entries at
  * the tail of the LRU a second chance at the head (the CLOCK algorithm),
@@ -59,8 +61,13 @@ struct ngx_http_mpn_cache_node_s {
     uint32_t                   size;         /* of the record blob */
     ngx_queue_t                queue;
     ngx_msec_t                 read;         /* when its GET was sent */
-    u_char                    *data;         /* record blob, then the id */
+    u_char                    *data;         /* the id, then the record */
 };
+
+
+/* the record follows the id, 8-byte aligned */
+#define ngx_http_mpn_cache_record(cn)                                         \
+    ((mpn_record_t *) ((cn)->data + ngx_align((cn)->id_len, 8)))
 
 
 struct ngx_http_mpn_cache_sh_s {
@@ -80,6 +87,7 @@ struct ngx_http_mpn_cache_sh_s {
 
 static ngx_int_t ngx_http_mpn_cache_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
+static size_t ngx_http_mpn_cache_slot(size_t size);
 static ngx_int_t ngx_http_mpn_cache_check_source(ngx_http_mpn_cache_t *cache);
 static ngx_uint_t ngx_http_mpn_cache_others(ngx_http_mpn_cache_t *cache);
 static uint32_t ngx_http_mpn_cache_hash(ngx_http_mpn_cache_t *cache,
@@ -452,7 +460,7 @@ ngx_http_mpn_cache_get(ngx_http_mpn_cache_t *cache, ngx_str_t *id,
             status = NGX_HTTP_MPN_CACHE_MISS;
 
         } else {
-            ngx_memcpy(*rec, cn->data, cn->size);
+            ngx_memcpy(*rec, ngx_http_mpn_cache_record(cn), cn->size);
         }
     }
 
@@ -476,16 +484,22 @@ void
 ngx_http_mpn_cache_put(ngx_http_mpn_cache_t *cache, ngx_str_t *id,
     mpn_record_t *rec, ngx_msec_t read, ngx_atomic_uint_t drops)
 {
-    size_t                      size;
+    size_t                      size, need, node;
     u_char                     *data;
     uint32_t                    hash;
-    ngx_uint_t                  evicted;
+    ngx_uint_t                  evicted, merged;
     ngx_http_mpn_cache_node_t  *cn, **b;
 
     static time_t               warned;
 
     size = rec ? rec->size : 0;
     hash = ngx_http_mpn_cache_hash(cache, id);
+
+    node = sizeof(ngx_http_mpn_cache_node_t);
+    need = ngx_align(id->len, 8) + size;
+    merged = (ngx_http_mpn_cache_slot(node + need)
+              <= ngx_http_mpn_cache_slot(node)
+                 + ngx_http_mpn_cache_slot(need));
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
@@ -506,15 +520,16 @@ ngx_http_mpn_cache_put(ngx_http_mpn_cache_t *cache, ngx_str_t *id,
     for ( ;; ) {
         if (cn == NULL) {
             cn = ngx_slab_alloc_locked(cache->shpool,
-                                       sizeof(ngx_http_mpn_cache_node_t));
+                                       merged ? node + need : node);
         }
 
-        if (data == NULL && cn != NULL) {
-            data = ngx_slab_alloc_locked(cache->shpool, size + id->len);
-        }
+        if (cn != NULL) {
+            data = merged ? (u_char *) (cn + 1)
+                          : ngx_slab_alloc_locked(cache->shpool, need);
 
-        if (data != NULL) {
-            break;
+            if (data != NULL) {
+                break;
+            }
         }
 
         if (ngx_queue_empty(&cache->sh->queue)
@@ -553,11 +568,11 @@ ngx_http_mpn_cache_put(ngx_http_mpn_cache_t *cache, ngx_str_t *id,
     cn->used = 0;
     cn->data = data;
 
-    if (rec != NULL) {
-        ngx_memcpy(data, rec, size);
-    }
+    ngx_memcpy(data, id->data, id->len);
 
-    ngx_memcpy(data + size, id->data, id->len);
+    if (rec != NULL) {
+        ngx_memcpy(ngx_http_mpn_cache_record(cn), rec, size);
+    }
 
     b = &cache->sh->buckets[hash & cache->sh->mask];
     cn->next = *b;
@@ -742,7 +757,7 @@ ngx_http_mpn_cache_lookup(ngx_http_mpn_cache_t *cache, ngx_str_t *id,
          cn = cn->next)
     {
         if (cn->hash == hash && cn->id_len == id->len
-            && ngx_memcmp(cn->data + cn->size, id->data, id->len) == 0)
+            && ngx_memcmp(cn->data, id->data, id->len) == 0)
         {
             return cn;
         }
@@ -798,8 +813,32 @@ ngx_http_mpn_cache_delete(ngx_http_mpn_cache_t *cache,
     *p = cn->next;
 
     ngx_queue_remove(&cn->queue);
-    ngx_slab_free_locked(cache->shpool, cn->data);
+
+    if (cn->data != (u_char *) (cn + 1)) {
+        ngx_slab_free_locked(cache->shpool, cn->data);
+    }
+
     ngx_slab_free_locked(cache->shpool, cn);
 
     cache->sh->entries--;
+}
+
+
+/* what the slab allocator takes for size bytes: a power of two from 8 up
+ * to half a page, whole pages above */
+
+static size_t
+ngx_http_mpn_cache_slot(size_t size)
+{
+    size_t  slot;
+
+    if (size > ngx_pagesize / 2) {
+        return ngx_align(size, ngx_pagesize);
+    }
+
+    for (slot = 8; slot < size; slot <<= 1) {
+        /* void */
+    }
+
+    return slot;
 }

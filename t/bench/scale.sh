@@ -62,7 +62,8 @@ for s in names:
     rows[s] = (rps, x, us)
     print("%-14s %9.0f %8.3f %8.2f %10.2f %8.2f %8.1f %11d %9.0f" % (
         s, rps, x, us, dus, p99, 100.0 * j["hits"] / max(looked, 1),
-        j["bytes_total"], j["bytes_used"] / max(j["entries"], 1)))
+        j.get("size_bytes", j.get("bytes_total", 0)),
+        j.get("used_bytes", j.get("bytes_used", 0)) / max(j["entries"], 1)))
 if "10k-uniform" in rows and "1m-uniform" in rows:
     print("\n1m-uniform / 10k-uniform srv us/req: %.3f (goal: at most 1.10)"
           % (rows["1m-uniform"][2] / rows["10k-uniform"][2]))

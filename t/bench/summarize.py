@@ -69,11 +69,13 @@ def main(path, folder=None):
                 continue
             s = json.load(open(f))
             c, t = s.get("cache", {}), s.get("token_cache", {})
+            used = c.get("used_bytes", c.get("bytes_used", 0))
             line = "%-14s cache hits %d misses %d expired %d evictions %d " \
-                   "entries %d bytes_used %d" % (
+                   "entries %d used_bytes %d (%.0f per entry)" % (
                        v, c.get("hits", 0), c.get("misses", 0),
                        c.get("expired", 0), c.get("evictions", 0),
-                       c.get("entries", 0), c.get("bytes_used", 0))
+                       c.get("entries", 0), used,
+                       used / max(c.get("entries", 0), 1))
             if t.get("hits") or t.get("misses"):
                 line += "; token cache hits %d misses %d" % (t["hits"], t["misses"])
             print(line)
