@@ -4,11 +4,16 @@
 --
 --   FUNCTION LOAD REPLACE "$(cat redis/mpn.lua)"
 --
---   FCALL mpn_put            1 <key> <json>                   [CHANNEL <ch>]
---   FCALL mpn_subscribe      1 <key> <offer> <now> [benefits] [CHANNEL <ch>]
---   FCALL mpn_set_auto_renew 1 <key> <offer> on|off           [CHANNEL <ch>]
---   FCALL mpn_renew          1 <key> <offer> <now>            [CHANNEL <ch>]
---   FCALL mpn_cancel         1 <key> <offer>                  [CHANNEL <ch>]
+--   FCALL mpn_put            1 <key> <json>                   [options]
+--   FCALL mpn_subscribe      1 <key> <offer> <now> [benefits] [options]
+--   FCALL mpn_set_auto_renew 1 <key> <offer> on|off           [options]
+--   FCALL mpn_renew          1 <key> <offer> <now>            [options]
+--   FCALL mpn_cancel         1 <key> <offer>                  [options]
+--
+-- options: "CHANNEL <ch>" and "REV <n>", each at most once, in either
+-- order, after the positional arguments (so an offer named "channel" is
+-- an offer).  REV n refuses the call with CONFLICT unless the stored rev
+-- is n.
 --
 -- Every function validates the record it is about to store (spec section 5),
 -- bumps "rev" by exactly one, sets "updated_at", SETs the key, PUBLISHes the
@@ -16,7 +21,8 @@
 -- returns the new rev.  Nothing is written before every check has passed, so
 -- an error never leaves a half-written record.  Errors are Redis errors whose
 -- text starts with a stable code: BAD_ARGUMENT, BAD_RECORD, NO_SUCH_PARTNER,
--- NO_SUCH_OFFER, NOT_MEMBER, ALREADY_ACTIVE, RENEW_REQUIRED.
+-- NO_SUCH_OFFER, NOT_MEMBER, SUSPENDED, ALREADY_ACTIVE, RENEW_REQUIRED,
+-- CONFLICT.
 --
 -- docs/functions.md is the reference.
 
@@ -27,6 +33,12 @@ local MAX_TIME = 253402300799   -- 9999-12-31T23:59:59Z
 local MAX_NAME = 64             -- MPN_NAME_MAX
 local MAX_GRANTS = 64           -- MPN_RECORD_MAX_GRANTS
 local MAX_BENEFITS = 1024       -- MPN_RECORD_MAX_BENEFITS
+
+-- cjson decodes [] and {} alike, as an empty table.  An empty array is
+-- read as EMPTY_ARRAY instead, a string no record can hold (the encoder
+-- refuses NUL), which the encoder writes back as [] and which every check
+-- on a field the gate reads refuses as "not an object".
+local EMPTY_ARRAY = '\0[]'
 
 -- Action Pack's benefits (spec section 1), used when mpn_subscribe is given
 -- no benefits for offer action_pack.
@@ -340,7 +352,9 @@ end
 
 encode = function(v, out, n)
     local tv = type(v)
-    if tv == 'string' then
+    if v == EMPTY_ARRAY then
+        out[n + 1] = '[]'
+    elseif tv == 'string' then
         out[n + 1] = encode_string(v)
     elseif tv == 'table' then
         return encode_table(v, out, n)
@@ -364,8 +378,52 @@ local function to_json(v)
 end
 
 
+local function mark_empty_arrays(s)
+    if not string.find(s, '%[%s*%]') then
+        return s                        -- the common case
+    end
+    local out, k, pos, from = {}, 0, 1, 1
+    while true do
+        local i = string.find(s, '["%[]', pos)
+        if i == nil then
+            break
+        end
+        if string.byte(s, i) == 34 then          -- '"': skip the string
+            local j = i + 1
+            while true do
+                j = string.find(s, '["\\]', j)
+                if j == nil then
+                    return s                    -- unterminated: cjson says
+                end
+                if string.byte(s, j) == 92 then  -- '\': skip the escape
+                    j = j + 2
+                else
+                    break
+                end
+            end
+            pos = j + 1
+        else
+            local e = select(2, string.find(s, '^%[[ \t\r\n]*%]', i))
+            if e then
+                k = k + 1
+                out[k] = string.sub(s, from, i - 1)
+                k = k + 1
+                out[k] = '"\\u0000[]"'
+                from = e + 1
+                pos = e + 1
+            else
+                pos = i + 1
+            end
+        end
+    end
+    k = k + 1
+    out[k] = string.sub(s, from)
+    return table.concat(out)
+end
+
+
 local function decode(s)
-    local ok, v = pcall(cjson.decode, s)
+    local ok, v = pcall(cjson.decode, mark_empty_arrays(s))
     if not ok then
         return nil
     end
@@ -456,9 +514,22 @@ local SUB_STATUS = {active = true, cancelled = true, expired = true}
 local LEVELS = {silver = true, gold = true}
 
 
--- Checks every field the gate reads and that partner_id is the id at the
--- end of `key`; raises BAD_RECORD naming the first wrong field.  Returns
--- the partner id.
+-- Checks every field the gate reads and that partner_id is the key's id;
+-- raises BAD_RECORD naming the first wrong field.  Returns the partner id.
+-- The key's id: its longest suffix of partner-id characters, at most 64
+-- (with the default prefix, what follows "mpn:partner:").
+local function key_id(key)
+    local id = string.match(key, '[A-Za-z0-9._-]*$')
+    if #id > 64 then
+        id = string.sub(id, -64)
+    end
+    if id == '' then
+        fail('BAD_ARGUMENT', 'the key ends in no partner id')
+    end
+    return id
+end
+
+
 local function validate(rec, key)
     if not is_object(rec) then
         fail('BAD_RECORD', 'not a JSON object')
@@ -470,8 +541,10 @@ local function validate(rec, key)
     if not valid_id(id) then
         fail('BAD_RECORD', 'partner_id missing or not ^[A-Za-z0-9._-]{1,64}$')
     end
-    if #key < #id or string.sub(key, -#id) ~= id then
-        fail('BAD_RECORD', 'partner_id "%s" does not match the key', id)
+    local kid = key_id(key)
+    if id ~= kid then
+        fail('BAD_RECORD', 'partner_id "%s" is not the key\'s id "%s"',
+             id, kid)
     end
     if rec.network ~= nil and type(rec.network) ~= 'boolean' then
         fail('BAD_RECORD', 'network is not a boolean')
@@ -540,24 +613,55 @@ end
 
 -- arguments ------------------------------------------------------------
 
--- Splits off a trailing "CHANNEL <name>"; returns the channel and the
--- number of positional arguments before it.
-local function channel_arg(args)
-    local n = #args
-    if n >= 2 and string.upper(args[n - 1]) == 'CHANNEL' then
-        if args[n] == '' then
-            fail('BAD_ARGUMENT', 'empty channel name')
-        end
-        return args[n], n - 2
-    end
-    return DEFAULT_CHANNEL, n
-end
+local OPTIONS = {CHANNEL = true, REV = true}
 
 
-local function arg_count(n, min, max, usage)
-    if n < min or n > max then
+-- Splits args into positional arguments (min..max of them) and trailing
+-- option pairs "CHANNEL <name>" and "REV <n>", each at most once, in
+-- either order.  Options are looked for only after the positional
+-- arguments, so an offer (or benefits_json) that reads "channel" is never
+-- taken for one; with an optional positional argument (max > min), the
+-- parity of what follows the required ones tells whether it is there.
+-- Returns {n = positional count, channel = name, rev = n or nil}.
+local function parse_args(args, min, max, usage)
+    local total = #args
+    if total < min then
         fail('BAD_ARGUMENT', 'wrong number of arguments, expected %s', usage)
     end
+    local n = min
+    if max > min and (total - min) % 2 == 1 then
+        n = min + 1
+    end
+    if (total - n) % 2 ~= 0 then
+        fail('BAD_ARGUMENT', 'wrong number of arguments, expected %s', usage)
+    end
+    local opt = {n = n, channel = DEFAULT_CHANNEL}
+    local seen = {}
+    for i = n + 1, total, 2 do
+        local name = string.upper(args[i])
+        local value = args[i + 1]
+        if not OPTIONS[name] then
+            fail('BAD_ARGUMENT', 'unknown option "%s" (CHANNEL or REV), '
+                 .. 'expected %s', string.sub(args[i], 1, 40), usage)
+        end
+        if seen[name] then
+            fail('BAD_ARGUMENT', '%s given twice', name)
+        end
+        seen[name] = true
+        if name == 'CHANNEL' then
+            if value == '' then
+                fail('BAD_ARGUMENT', 'empty channel name')
+            end
+            opt.channel = value
+        else
+            if not string.match(value, '^%d+$') or #value > 15 then
+                fail('BAD_ARGUMENT', 'REV must be a non-negative integer, '
+                     .. 'got "%s"', string.sub(value, 1, 40))
+            end
+            opt.rev = tonumber(value)
+        end
+    end
+    return opt
 end
 
 
@@ -592,8 +696,19 @@ end
 
 -- storing ----------------------------------------------------------------
 
--- Loads and validates the stored record; NO_SUCH_PARTNER when absent.
-local function load(key)
+-- REV n: refused unless the stored rev is n (a page shown at rev n acts
+-- at most once).
+local function check_rev(opt, rev)
+    if opt.rev ~= nil and opt.rev ~= rev then
+        fail('CONFLICT', 'the record is at rev %d, not %d: reload it and '
+             .. 'try again', rev, opt.rev)
+    end
+end
+
+
+-- Loads and validates the stored record; NO_SUCH_PARTNER when absent,
+-- CONFLICT when opt.rev is not its rev.
+local function load(key, opt)
     local raw = rcall('GET', key)
     if not raw then
         fail('NO_SUCH_PARTNER', 'no record at %s', key)
@@ -603,25 +718,28 @@ local function load(key)
         fail('BAD_RECORD', 'stored value at %s is not JSON', key)
     end
     validate(rec, key)
+    check_rev(opt, rec.rev or 0)
     return rec
 end
 
 
--- The stored rev, or 0 when there is none or it cannot be read.
-local function stored_rev(key)
+-- The stored record as far as it can be read (nil when there is none or
+-- it is not JSON) and its rev (0 when it has none).
+local function stored(key)
     local raw = rcall('GET', key)
-    if not raw then
-        return 0
+    local rec = raw and decode(raw)
+    if type(rec) ~= 'table' then
+        return nil, 0
     end
-    local rec = decode(raw)
-    if type(rec) == 'table' and is_int(rec.rev) and rec.rev >= 0 then
-        return rec.rev
+    if is_int(rec.rev) and rec.rev >= 0 then
+        return rec, rec.rev
     end
-    return 0
+    return rec, 0
 end
 
 
--- Validates, stamps and writes rec; publishes; returns the new rev.
+-- Validates, stamps and writes rec; publishes the key's id; returns the
+-- new rev.
 local function store(key, rec, old_rev, now, channel)
     local id = validate(rec, key)
     rec.rev = old_rev + 1
@@ -646,28 +764,71 @@ local function subscription(rec, offer, key)
 end
 
 
+local function not_suspended(rec)
+    if rec.status == 'suspended' then
+        fail('SUSPENDED', 'partner %s is suspended', rec.partner_id)
+    end
+end
+
+
+-- The subscription's end in Unix seconds, or nil when it cannot be read.
+local function end_of(s)
+    return type(s) == 'table' and parse_time(s['end']) or nil
+end
+
+
+-- Auto-renew, once off, comes back on only through a renewal: a whole
+-- record may turn it on for a subscription the stored record has with it
+-- off only if it also moves that subscription's end later (it records a
+-- renewal, or a new subscription).
+local function check_auto_renew_put(rec, old, key)
+    local subs = rec.subscriptions
+    local old_subs = type(old) == 'table' and is_object(old.subscriptions)
+                     and old.subscriptions or nil
+    if not is_object(subs) or old_subs == nil then
+        return
+    end
+    for offer, s in pairs(subs) do
+        local o = old_subs[offer]
+        if type(s) == 'table' and s.auto_renew == true and type(o) == 'table'
+           and o.auto_renew == false
+        then
+            local new_end, old_end = end_of(s), end_of(o)
+            if new_end ~= nil and old_end ~= nil and new_end <= old_end then
+                fail('RENEW_REQUIRED', 'auto-renew of %s at %s is off; a '
+                     .. 'record can turn it on only with a later end (a '
+                     .. 'renewal)', offer, key)
+            end
+        end
+    end
+end
+
+
 -- the functions ----------------------------------------------------------
 
 local function mpn_put(keys, args)
     local key = the_key(keys)
-    local channel, n = channel_arg(args)
-    arg_count(n, 1, 1, 'json')
+    local opt = parse_args(args, 1, 1, 'json [CHANNEL ch] [REV n]')
     local rec = decode(args[1])
     if rec == nil then
         fail('BAD_RECORD', 'not JSON')
     end
-    return store(key, rec, stored_rev(key), nil, channel)
+    local old, old_rev = stored(key)
+    check_rev(opt, old_rev)
+    validate(rec, key)
+    check_auto_renew_put(rec, old, key)
+    return store(key, rec, old_rev, nil, opt.channel)
 end
 
 
 local function mpn_subscribe(keys, args)
     local key = the_key(keys)
-    local channel, n = channel_arg(args)
-    arg_count(n, 2, 3, 'offer now [benefits_json]')
+    local opt = parse_args(args, 2, 3,
+                           'offer now [benefits_json] [CHANNEL ch] [REV n]')
     local offer = offer_arg(args[1])
     local now = now_arg(args[2])
     local benefits
-    if n == 3 then
+    if opt.n == 3 then
         benefits = decode(args[3])
         if not is_object(benefits) then
             fail('BAD_ARGUMENT', 'benefits_json is not a JSON object')
@@ -686,7 +847,8 @@ local function mpn_subscribe(keys, args)
         end
     end
     local end_ = add_year(now)
-    local rec = load(key)
+    local rec = load(key, opt)
+    not_suspended(rec)
     if rec.network ~= true then
         fail('NOT_MEMBER', 'partner %s is not a network member',
              rec.partner_id)
@@ -706,43 +868,44 @@ local function mpn_subscribe(keys, args)
         auto_renew = true,
         benefits = benefits
     }
-    return store(key, rec, rec.rev or 0, now, channel)
+    return store(key, rec, rec.rev or 0, now, opt.channel)
 end
 
 
 local function mpn_set_auto_renew(keys, args)
     local key = the_key(keys)
-    local channel, n = channel_arg(args)
-    arg_count(n, 2, 2, 'offer on|off')
+    local opt = parse_args(args, 2, 2, 'offer on|off [CHANNEL ch] [REV n]')
     local offer = offer_arg(args[1])
     local on = string.lower(args[2])
     if on ~= 'on' and on ~= 'off' then
         fail('BAD_ARGUMENT', 'expected on or off, got "%s"',
              string.sub(args[2], 1, 40))
     end
-    local rec = load(key)
+    local rec = load(key, opt)
     local s = subscription(rec, offer, key)
     if on == 'off' then
         s.auto_renew = false
-        s.auto_renew_locked = true
+    elseif s.auto_renew == false then
+        -- off for any reason (turned off, cancelled, or written so): only
+        -- a renewal turns it on again
+        fail('RENEW_REQUIRED', 'auto-renew of %s is off; it can be turned '
+             .. 'on again only by a renewal', offer)
     else
-        if s.auto_renew_locked == true then
-            fail('RENEW_REQUIRED', 'auto-renew of %s was turned off; it can '
-                 .. 'be turned on again after a renewal', offer)
-        end
         s.auto_renew = true
     end
-    return store(key, rec, rec.rev or 0, nil, channel)
+    -- auto_renew == false is the lock; the flag older versions kept goes
+    s.auto_renew_locked = nil
+    return store(key, rec, rec.rev or 0, nil, opt.channel)
 end
 
 
 local function mpn_renew(keys, args)
     local key = the_key(keys)
-    local channel, n = channel_arg(args)
-    arg_count(n, 2, 2, 'offer now')
+    local opt = parse_args(args, 2, 2, 'offer now [CHANNEL ch] [REV n]')
     local offer = offer_arg(args[1])
     local now = now_arg(args[2])
-    local rec = load(key)
+    local rec = load(key, opt)
+    not_suspended(rec)
     local s = subscription(rec, offer, key)
     local base = parse_time(s['end'])
     if now > base then
@@ -752,20 +915,19 @@ local function mpn_renew(keys, args)
     s.status = 'active'
     s.auto_renew = true
     s.auto_renew_locked = nil
-    return store(key, rec, rec.rev or 0, now, channel)
+    return store(key, rec, rec.rev or 0, now, opt.channel)
 end
 
 
 local function mpn_cancel(keys, args)
     local key = the_key(keys)
-    local channel, n = channel_arg(args)
-    arg_count(n, 1, 1, 'offer')
+    local opt = parse_args(args, 1, 1, 'offer [CHANNEL ch] [REV n]')
     local offer = offer_arg(args[1])
-    local rec = load(key)
+    local rec = load(key, opt)
     local s = subscription(rec, offer, key)
     s.status = 'cancelled'
     s.auto_renew = false
-    return store(key, rec, rec.rev or 0, nil, channel)
+    return store(key, rec, rec.rev or 0, nil, opt.channel)
 end
 
 

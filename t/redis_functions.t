@@ -374,8 +374,8 @@ my $lrev = get('lock')->{rev};
 is(fcall('set_auto_renew', 'lock', 'action_pack', 'off'), $lrev + 1,
    'auto-renew off is allowed');
 $ap = get('lock')->{subscriptions}{action_pack};
-ok(!$ap->{auto_renew}, 'auto_renew is false');
-ok($ap->{auto_renew_locked}, 'turning it off sets the lock');
+ok(JSON::PP::is_bool($ap->{auto_renew}) && !$ap->{auto_renew},
+   'auto_renew is false (which is the lock)');
 is(fcall('set_auto_renew', 'lock', 'action_pack', 'off'), $lrev + 2,
    'off again is allowed');
 my $locked = raw('lock');
@@ -384,8 +384,7 @@ is(code(fcall('set_auto_renew', 'lock', 'action_pack', 'on')),
 is(raw('lock'), $locked, 'the refused call changes nothing');
 fcall('renew', 'lock', 'action_pack', ts('2025-12-01T00:00:00Z'));
 $ap = get('lock')->{subscriptions}{action_pack};
-ok($ap->{auto_renew} && !exists $ap->{auto_renew_locked},
-   'renew turns auto-renew on and clears the lock');
+ok($ap->{auto_renew}, 'renew turns auto-renew on');
 is(fcall('set_auto_renew', 'lock', 'action_pack', 'off'), $lrev + 4,
    'after renewal: off allowed');
 with_ap('lock2');
@@ -410,6 +409,153 @@ is_deeply(published($sub2), ['ch', 'ch'],
           'the named channel gets the writes that name it');
 is_deeply(published($sub), ['ch'],
           'the default channel only gets the one without CHANNEL');
+
+# -------------------------------------------------------------------------
+# issue 9: the lifecycle rules of section 9, exactly
+
+# the record's partner_id is the key's id exactly, and that id is published
+is(code($r->cmd('FCALL', 'mpn_put', 1, "${P}12345",
+                $json->encode(record('2345')))), 'BAD_RECORD',
+   'BAD_RECORD: partner_id 2345 under key mpn:partner:12345 (a suffix)');
+is(code($r->cmd('FCALL', 'mpn_put', 1, "${P}x12345",
+                $json->encode(record('12345')))), 'BAD_RECORD',
+   'BAD_RECORD: partner_id 12345 under key mpn:partner:x12345');
+is($r->cmd('FCALL', 'mpn_put', 1, 'tenant7/12345',
+           $json->encode(record('12345'))), 1,
+   'the key id stops at the first non-id character (tenant7/12345)');
+is_deeply(published($sub), ['12345'], 'the id published is the key\'s');
+{
+    my $long = 'a' x 70;
+    is($r->cmd('FCALL', 'mpn_put', 1, "$P$long",
+               $json->encode(record('a' x 64))), 1,
+       'a key ending in 70 id characters: the id is the last 64');
+    is(code($r->cmd('FCALL', 'mpn_put', 1, 'mpn:partner:',
+                    $json->encode(record('x')))), 'BAD_ARGUMENT',
+       'BAD_ARGUMENT: a key that ends in no id');
+    published($sub);
+}
+
+# auto-renew, once off for any reason, comes back only through a renewal
+with_ap('ar1');
+fcall('cancel', 'ar1', 'action_pack');
+is(code(fcall('set_auto_renew', 'ar1', 'action_pack', 'on')),
+   'RENEW_REQUIRED', 'RENEW_REQUIRED: on after mpn_cancel');
+with_ap('ar2', auto_renew => JSON::PP::false);
+my $ar2 = raw('ar2');
+is(code(fcall('set_auto_renew', 'ar2', 'action_pack', 'on')),
+   'RENEW_REQUIRED', 'RENEW_REQUIRED: on for a record written with it false');
+is(raw('ar2'), $ar2, 'the refused call writes nothing');
+is(code(put('ar2', record('ar2', subscriptions => { action_pack => {
+        status => 'active', end => '2026-01-15T00:00:00Z',
+        auto_renew => JSON::PP::true } }))),
+   'RENEW_REQUIRED', 'RENEW_REQUIRED: mpn_put turning it on with the same end');
+ok(!ref(put('ar2', record('ar2', subscriptions => { action_pack => {
+        status => 'active', end => '2027-01-15T00:00:00Z',
+        auto_renew => JSON::PP::true } }))),
+   'mpn_put turning it on with a later end (a renewal) is allowed');
+with_ap('ar3', auto_renew => JSON::PP::false);
+fcall('renew', 'ar3', 'action_pack', $now);
+is(fcall('set_auto_renew', 'ar3', 'action_pack', 'off'), get('ar3')->{rev},
+   'after a renewal, off again');
+is(code(fcall('set_auto_renew', 'ar3', 'action_pack', 'on')),
+   'RENEW_REQUIRED', 'and on refused again until the next renewal');
+
+# a suspended partner can neither subscribe nor renew
+put('susp', record('susp', status => 'suspended', subscriptions => {
+    action_pack => { status => 'expired', end => '2026-01-15T00:00:00Z',
+                     auto_renew => JSON::PP::false } }));
+published($sub);
+my $susp = raw('susp');
+is(code(fcall('renew', 'susp', 'action_pack', $now)), 'SUSPENDED',
+   'SUSPENDED: renew of a suspended partner');
+is(code(fcall('subscribe', 'susp', 'action_pack', $now)), 'SUSPENDED',
+   'SUSPENDED: subscribe of a suspended partner');
+is(code(fcall('subscribe', 'susp', 'other', $now, '{"ems":1}')), 'SUSPENDED',
+   'SUSPENDED: subscribe to another offer');
+is(raw('susp'), $susp, 'a suspended partner\'s record is unchanged');
+is_deeply(published($sub), [], 'and nothing is published');
+ok(!ref(fcall('cancel', 'susp', 'action_pack')),
+   'cancel of a suspended partner is still allowed');
+
+# REV n: CONFLICT unless the stored rev is n, on every function
+with_ap('rv');
+my $rv = get('rv')->{rev};
+published($sub);
+is(fcall('renew', 'rv', 'action_pack', $now, 'REV', $rv), $rv + 1,
+   'renew with REV = the stored rev');
+my $rvraw = raw('rv');
+is(code(fcall('renew', 'rv', 'action_pack', $now, 'REV', $rv)), 'CONFLICT',
+   'CONFLICT: the same renew again (a double click, the back button)');
+is(raw('rv'), $rvraw, 'the second renew added no year');
+like(eval { fcall('renew', 'rv', 'action_pack', $now, 'REV', $rv)->msg } // '',
+     qr/rev \Q${\($rv + 1)}\E/, 'the CONFLICT text names the stored rev');
+for my $fn (['subscribe', 'extra', $now, '{"ems":1}'],
+            ['set_auto_renew', 'action_pack', 'off'],
+            ['cancel', 'action_pack'])
+{
+    is(code(fcall($fn->[0], 'rv', @$fn[1 .. $#$fn], 'REV', $rv)), 'CONFLICT',
+       "CONFLICT: $fn->[0] with a stale REV");
+}
+is(code(put('rv', record('rv'), 'REV', $rv)), 'CONFLICT',
+   'CONFLICT: put with a stale REV');
+is(raw('rv'), $rvraw, 'no stale call wrote');
+is_deeply(published($sub), ['rv'], 'only the first renew published');
+is(fcall('subscribe', 'rv', 'extra', $now, '{"ems":1}', 'REV', $rv + 1),
+   $rv + 2, 'subscribe with benefits_json and REV');
+is(fcall('cancel', 'rv', 'extra', 'rev', $rv + 2, 'CHANNEL', 'billing:inv'),
+   $rv + 3, 'REV and CHANNEL together, in either order, any case');
+is(fcall('set_auto_renew', 'rv', 'action_pack', 'off', 'CHANNEL',
+         'billing:inv', 'REV', $rv + 3), $rv + 4, 'CHANNEL then REV');
+is_deeply(published($sub2), ['rv', 'rv'], 'both went to the named channel');
+is(put('newrec', record('newrec'), 'REV', 0), 1,
+   'put REV 0 of a missing record creates it');
+is(code(put('newrec', record('newrec'), 'REV', 0)), 'CONFLICT',
+   'and a second put REV 0 is a CONFLICT');
+is(code(fcall('cancel', 'rv', 'extra', 'REV', 'x')), 'BAD_ARGUMENT',
+   'BAD_ARGUMENT: REV not a number');
+is(code(fcall('cancel', 'rv', 'extra', 'REV', 1, 'REV', 1)), 'BAD_ARGUMENT',
+   'BAD_ARGUMENT: REV twice');
+is(code(fcall('cancel', 'rv', 'extra', 'FOO', 1)), 'BAD_ARGUMENT',
+   'BAD_ARGUMENT: an unknown option');
+is(code(fcall('renew', 'nobody', 'action_pack', $now, 'REV', 3)),
+   'NO_SUCH_PARTNER', 'NO_SUCH_PARTNER comes before CONFLICT');
+published($sub);
+published($sub2);
+
+# an offer named "channel" (or "rev") is an offer, not an option
+put('ch2', record('ch2', subscriptions => { channel => {
+    status => 'active', end => '2026-01-15T00:00:00Z',
+    auto_renew => JSON::PP::true } }));
+is(fcall('set_auto_renew', 'ch2', 'channel', 'off'), 2,
+   'set_auto_renew of an offer named channel');
+is(fcall('renew', 'ch2', 'channel', $now), 3, 'renew of an offer named channel');
+is(fcall('cancel', 'ch2', 'channel'), 4, 'cancel of an offer named channel');
+is(fcall('subscribe', 'ch2', 'rev', $now, '{"ems":1}'), 5,
+   'subscribe to an offer named rev');
+is(get('ch2')->{subscriptions}{channel}{status}, 'cancelled',
+   'the offer named channel was the one written');
+is_deeply(published($sub), [('ch2') x 5],
+          'on the default channel, not one named "off"');
+
+# an unknown field holding [] stays an array; [] where an object is read
+# is BAD_RECORD
+put('arr', record('arr', tags => [], nested => { list => [ ], obj => {} },
+                  text => '[]'));
+my $arr = raw('arr') // '';
+like($arr, qr/"tags":\[\]/, 'an unknown empty array stays []');
+like($arr, qr/"list":\[\]/, 'a nested empty array stays []');
+like($arr, qr/"obj":\{\}/, 'an empty object stays {}');
+like($arr, qr/"text":"\[\]"/, 'a string "[]" stays a string');
+fcall('subscribe', 'arr', 'action_pack', $now);
+like(raw('arr') // '', qr/"tags":\[\]/, 'and survives a later write');
+is(code(put('arr', '{"v":1,"partner_id":"arr","subscriptions":[]}')),
+   'BAD_RECORD', 'BAD_RECORD: subscriptions []');
+is(code(put('arr', '{"v":1,"partner_id":"arr","subscriptions":{"ap":'
+        . '{"status":"active","end":"2027-01-15T00:00:00Z","benefits":[]}}}')),
+   'BAD_RECORD', 'BAD_RECORD: benefits []');
+is(code(put('arr', '{"v":1,"partner_id":"arr","competencies":[ ]}')),
+   'BAD_RECORD', 'BAD_RECORD: competencies [ ]');
+published($sub);
 
 # -------------------------------------------------------------------------
 # 1,000 concurrent renewals: 4 clients x 250 pipelined
