@@ -57,8 +57,8 @@ sub record {
 my $res = mpnctl('--help');
 is($res->{rc}, 0, 'mpnctl --help exits 0');
 like($res->{out}, qr/^usage: mpnctl/, 'mpnctl --help prints the usage');
-for my $cmd (qw(get put import subscribe renew auto-renew cancel expiring
-                token verify keygen))
+for my $cmd (qw(get put import init subscribe renew auto-renew cancel
+                expiring token verify keygen pubkeys))
 {
     $res = mpnctl($cmd, '--help');
     ok($res->{rc} == 0 && $res->{out} =~ /^usage: mpnctl \[options\] \Q$cmd\E/,
@@ -141,6 +141,80 @@ my $m = $sub->reply(5);
 is_deeply($m, ['message', 'other:chan', 'p1'], '--channel names the channel');
 
 # -------------------------------------------------------------------------
+# --rev: the library's REV option (a page acts at most once)
+
+{
+    my $rev = $json->decode($r->cmd('GET', 'mpn:partner:p1'))->{rev};
+    $res = mpnctl(@R, 'renew', 'p1', 'action_pack', '--rev', $rev,
+                  '--now', $now);
+    is_deeply([$res->{rc}, $res->{out}], [0, 'rev ' . ($rev + 1) . "\n"],
+              'renew --rev N at the stored rev');
+    $res = mpnctl(@R, 'renew', 'p1', 'action_pack', '--rev', $rev,
+                  '--now', $now);
+    ok($res->{rc} == 1 && $res->{err} =~ /CONFLICT/,
+       'the same renew --rev N again: CONFLICT, exit 1');
+    $res = mpnctl(@R, 'renew', 'p1', 'action_pack', '--rev', 'x');
+    ok($res->{rc} == 2 && $res->{err} =~ /BAD_ARGUMENT --rev/,
+       '--rev not a number: exit 2');
+    $res = mpnctl(@R, 'get', 'p1', '--rev', 1);
+    is($res->{rc}, 2, 'get does not take --rev');
+}
+
+# -------------------------------------------------------------------------
+# init and the dataset marker; import writes it when missing
+
+{
+    $r->cmd('SELECT', 9);
+    $res = mpnctl(@R, '--db', 9, 'init', '--now', '2026-03-01T00:00:00Z');
+    is_deeply([$res->{rc}, $res->{out}], [0, "marker mpn:meta written\n"],
+              'init writes the marker');
+    is_deeply($json->decode($r->cmd('GET', 'mpn:meta') // 'null'),
+              { v => 1, created_at => '2026-03-01T00:00:00Z' },
+              'the marker is {"v":1,"created_at":RFC 3339}');
+    $res = mpnctl(@R, '--db', 9, 'init');
+    ok($res->{rc} == 0 && $res->{out} =~ /already present/,
+       'init again leaves it as it was');
+    like($r->cmd('GET', 'mpn:meta'), qr/2026-03-01T00:00:00Z/,
+         'the first marker is kept');
+    $res = mpnctl(@R, '--db', 9, 'init', '--marker', 'site:marker');
+    ok($res->{rc} == 0 && defined $r->cmd('GET', 'site:marker'),
+       'init --marker KEY');
+    is(mpnctl(@R, 'init', '--marker', '')->{rc}, 2, 'an empty --marker: 2');
+
+    my $in = write_file('mk.jsonl', $json->encode(record('mk1')) . "\n");
+    $r->cmd('SELECT', 10);
+    $res = mpnctl(@R, '--db', 10, 'import', $in);
+    is($res->{rc}, 0, 'import into an empty database');
+    like($res->{out}, qr/^marker mpn:meta written\nimported 1 of 1/,
+         'import says it wrote the marker, and the summary stays last');
+    ok(defined $r->cmd('GET', 'mpn:meta'), 'import wrote the missing marker');
+    $res = mpnctl(@R, '--db', 10, 'import', $in, '--marker', 'other:meta');
+    ok($res->{rc} == 0 && defined $r->cmd('GET', 'other:meta'),
+       'import --marker KEY');
+    my $before = $r->cmd('GET', 'mpn:meta');
+    $res = mpnctl(@R, '--db', 10, 'import', $in);
+    unlike($res->{out}, qr/marker/, 'an existing marker is not mentioned');
+    is($r->cmd('GET', 'mpn:meta'), $before, 'nor rewritten');
+
+    # import without the library: one line, nothing written
+    $r->cmd('SELECT', 11);
+    $r->cmd('FUNCTION', 'DELETE', 'mpn');
+    $res = mpnctl(@R, '--db', 11, 'import', $in);
+    is($res->{rc}, 1, 'import without the library exits 1');
+    is($res->{out}, '', 'and prints nothing on stdout');
+    my @l = split /\n/, $res->{err};
+    is(scalar(@l), 1, 'it says so in one line');
+    like($l[0] // '', qr/^mpnctl: import: the mpn Functions library is not loaded.*FUNCTION LOAD/,
+         'which names the library and how to load it');
+    is($r->cmd('DBSIZE'), 0, 'no marker without the library');
+    $res = mpnctl(@R, 'renew', 'p1', 'action_pack');
+    ok($res->{rc} == 1 && $res->{err} =~ /library is not loaded/,
+       'a write command says the same');
+    $srv->load_library;
+    $r->cmd('SELECT', 0);
+}
+
+# -------------------------------------------------------------------------
 # address forms
 
 $res = mpnctl('--redis', 'unix:' . $srv->unix_socket, 'get', 'p1');
@@ -195,7 +269,7 @@ like((split /\n/, $res->{out})[-1] // '',
 unlike($res->{out} . $res->{err}, qr/[\r\e]/,
        'no progress output when stderr is not a terminal');
 $r->cmd('SELECT', 5);
-is($r->cmd('DBSIZE'), 9997, '9,997 records stored');
+is($r->cmd('DBSIZE'), 9998, '9,997 records stored, and the marker');
 like($r->cmd('GET', 'mpn:partner:imp10000'), qr/"rev":1[,}]/,
      'the last line was imported');
 $r->cmd('SELECT', 0);
@@ -203,7 +277,7 @@ $r->cmd('SELECT', 0);
 $f = write_file('two.jsonl', $json->encode(record('i1')) . "\n\n",
                 $json->encode(record('i2')) . "\r\n");
 $res = mpnctl_in($f, @R, 'import');
-ok($res->{rc} == 0 && $res->{out} =~ /^imported 2 of 2 records, 0 bad lines/,
+ok($res->{rc} == 0 && $res->{out} =~ /^imported 2 of 2 records, 0 bad lines/m,
    'import from stdin: blank lines skipped, CRLF accepted, exit 0');
 
 SKIP: {
@@ -318,6 +392,64 @@ for my $alg (qw(HS256 RS256 ES256 EdDSA)) {
     is($res->{rc}, 1, 'token with an unreadable JWKS exits 1');
     $res = mpnctl('token', '--jwks', $jwks);
     is($res->{rc}, 2, 'token without --sub exits 2');
+}
+
+# -------------------------------------------------------------------------
+# token refuses a subject that is not a partner id; pubkeys
+
+{
+    my $jwks = "$tmp/ES256.json";
+    for my $bad ('not an id', 'x' x 65, '', 'a/b') {
+        $res = mpnctl('token', '--jwks', $jwks, '--sub', $bad);
+        ok($res->{rc} == 2 && $res->{err} =~ /not a partner id/
+           && $res->{out} eq '', "token --sub '$bad' is refused");
+    }
+    $res = mpnctl('token', '--jwks', $jwks, '--sub', 'p1', '--claim',
+                  'sub=a b');
+    ok($res->{rc} == 2 && $res->{err} =~ /not a partner id/,
+       'a sub claim from --claim is checked too');
+    $res = mpnctl('token', '--jwks', $jwks, '--claim', 'sub=5');
+    ok($res->{rc} == 2 && $res->{err} =~ /not a string/,
+       'a sub that is not a string is refused');
+    $res = mpnctl('token', '--jwks', $jwks, '--claim', 'partner=p1');
+    is($res->{rc}, 0, 'a token with the id in another claim has no sub');
+
+    # a set with one key of each kind
+    my @keys;
+    for my $alg (qw(RS256 ES256 EdDSA HS256)) {
+        push @keys, @{$json->decode(mpnctl('keygen', '--alg', $alg, '--kid',
+                                           "k-$alg")->{out})->{keys}};
+    }
+    my $set = write_file('mixed.json', $json->encode({ keys => \@keys }));
+    $res = mpnctl('pubkeys', $set);
+    is($res->{rc}, 0, 'pubkeys exits 0');
+    my $pub = $json->decode($res->{out});
+    is_deeply([map { $_->{kid} } @{$pub->{keys}}], [qw(k-RS256 k-ES256 k-EdDSA)],
+              'every asymmetric key is kept, in order; the oct key is left out');
+    my @priv = grep { my $k = $_; grep { exists $k->{$_} }
+                      qw(d p q dp dq qi k) } @{$pub->{keys}};
+    is(scalar(@priv), 0, 'no private member is left');
+    is_deeply([sort keys %{$pub->{keys}[0]}], [sort grep { !/^(d|p|q|dp|dq|qi)$/ }
+                                                keys %{$keys[0]}],
+              'the RSA key keeps every public member (n, e, kid, alg, ...)');
+    like($res->{err}, qr/key 3 \(kid "k-HS256"\) is oct.*no public half/,
+         'the note on stderr names the oct key');
+    my $pubf = write_file('pub.json', $res->{out});
+    my $tok = mpnctl('token', '--jwks', $set, '--kid', 'k-ES256', '--sub', 'p1');
+    chomp(my $t = $tok->{out});
+    is(mpnctl('verify', '--jwks', $pubf, $t)->{out}, "p1\n",
+       'the public set verifies a token the private one signed');
+    $res = mpnctl('token', '--jwks', $pubf, '--kid', 'k-ES256', '--sub', 'p1');
+    isnt($res->{rc}, 0, 'and cannot sign one');
+    $res = mpnctl_in($set, 'pubkeys', '-');
+    is($res->{rc}, 0, 'pubkeys - reads stdin');
+    my $oct = write_file('oct.json', $json->encode({ keys => [$keys[3]] }));
+    $res = mpnctl('pubkeys', $oct);
+    ok($res->{rc} == 1 && $res->{out} eq '' && $res->{err} =~ /no public key/,
+       'a set of only oct keys: nothing printed, exit 1');
+    $res = mpnctl('pubkeys', write_file('notjwks.json', '[1]'));
+    ok($res->{rc} == 1 && $res->{err} =~ /not a JWKS/, 'not a JWKS: exit 1');
+    is(mpnctl('pubkeys')->{rc}, 2, 'pubkeys without FILE: exit 2');
 }
 
 # -------------------------------------------------------------------------

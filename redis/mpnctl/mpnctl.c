@@ -55,7 +55,7 @@ static int mpnctl_read_password(const char *path, char **out);
 
 #define MPNCTL_REDIS_OPTS                                                     \
     (MPNCTL_O_REDIS | MPNCTL_O_DB | MPNCTL_O_PASSWORD | MPNCTL_O_PREFIX)
-#define MPNCTL_WRITE_OPTS  (MPNCTL_REDIS_OPTS | MPNCTL_O_CHANNEL)
+#define MPNCTL_WRITE_OPTS  (MPNCTL_REDIS_OPTS | MPNCTL_O_CHANNEL | MPNCTL_O_REV)
 
 
 static const mpnctl_command_t  mpnctl_commands[] = {
@@ -70,13 +70,24 @@ static const mpnctl_command_t  mpnctl_commands[] = {
       "  through mpn_put under the id in its \"partner_id\"; prints the new\n"
       "  rev.\n" },
 
-    { "import", mpnctl_import, MPNCTL_WRITE_OPTS | MPNCTL_O_QUIET, 0, 1,
-      "import [FILE|-]\n"
+    { "import", mpnctl_import,
+      MPNCTL_REDIS_OPTS | MPNCTL_O_CHANNEL | MPNCTL_O_QUIET | MPNCTL_O_MARKER,
+      0, 1,
+      "import [FILE|-] [--marker KEY]\n"
       "  Stores records from JSON lines (one record a line) through\n"
       "  mpn_put, up to 1000 commands in flight.  Bad lines are reported by\n"
       "  number and skipped; the last line is a summary.  Exits 1 when any\n"
       "  line was bad.  A progress bar is drawn when stderr is a terminal\n"
-      "  (not with --quiet).\n" },
+      "  (not with --quiet).  Writes the dataset marker (as init) when it\n"
+      "  is missing.\n" },
+
+    { "init", mpnctl_init, MPNCTL_REDIS_OPTS | MPNCTL_O_MARKER | MPNCTL_O_NOW,
+      0, 0,
+      "init [--marker KEY] [--now TIME]\n"
+      "  Writes the dataset marker (default key mpn:meta), a small JSON\n"
+      "  document {\"v\":1,\"created_at\":...}: the gate serves lookups from\n"
+      "  a database only while it holds the marker.  An existing marker is\n"
+      "  left as it is.\n" },
 
     { "subscribe", mpnctl_subscribe,
       MPNCTL_WRITE_OPTS | MPNCTL_O_NOW | MPNCTL_O_BENEFITS, 2, 2,
@@ -125,6 +136,14 @@ static const mpnctl_command_t  mpnctl_commands[] = {
       "  audience, no leeway); prints the partner id, or the reason\n"
       "  (bad_token, token_expired) and exits 1.\n" },
 
+    { "pubkeys", mpnctl_pubkeys, 0, 1, 1,
+      "pubkeys FILE\n"
+      "  Prints the public half of the JWKS in FILE (\"-\": stdin): each\n"
+      "  RSA, EC and OKP key without its private members.  oct (HMAC) keys\n"
+      "  have no public half: they are left out, with a note on stderr.\n"
+      "  Give nginx's mpn_token_keys this output, never the signer's file.\n"
+      "  Exits 1 when no key is left.\n" },
+
     { "keygen", mpnctl_keygen, MPNCTL_O_KID | MPNCTL_O_ALG, 0, 0,
       "keygen [--alg ES256] [--kid KID]\n"
       "  Prints a new JWKS holding one private key for ALG (HS256 ...\n"
@@ -145,6 +164,9 @@ static const char  mpnctl_common_help[] =
     "  --prefix STRING      record key prefix (default " MPNCTL_DEFAULT_PREFIX
     ")\n"
     "  --channel NAME       invalidation channel (default mpn:invalidate)\n"
+    "  --rev N              write only if the stored rev is N (else CONFLICT)\n"
+    "  --marker KEY         dataset marker key (default "
+    MPNCTL_DEFAULT_MARKER ")\n"
     "  --now TIME           Unix seconds or RFC 3339 (default: the clock)\n"
     "  --help               this text, or a command's with COMMAND --help\n";
 
@@ -166,6 +188,8 @@ static const struct option  mpnctl_long_options[] = {
     { "sub",           required_argument, NULL, 's' },
     { "exp",           required_argument, NULL, 'e' },
     { "claim",         required_argument, NULL, 'C' },
+    { "marker",        required_argument, NULL, 'M' },
+    { "rev",           required_argument, NULL, 'R' },
     { "help",          no_argument,       NULL, 'h' },
     { NULL, 0, NULL, 0 }
 };
@@ -192,6 +216,8 @@ static const struct {
     { 's', MPNCTL_O_SUB, "--sub" },
     { 'e', MPNCTL_O_EXP, "--exp" },
     { 'C', MPNCTL_O_CLAIM, "--claim" },
+    { 'M', MPNCTL_O_MARKER, "--marker" },
+    { 'R', MPNCTL_O_REV, "--rev" },
     { 0, 0, NULL }
 };
 
@@ -208,6 +234,7 @@ main(int argc, char **argv)
     memset(&ctl, 0, sizeof(mpnctl_t));
     ctl.prefix = MPNCTL_DEFAULT_PREFIX;
     ctl.channel = NULL;
+    ctl.marker = MPNCTL_DEFAULT_MARKER;
     ctl.now = -1;
     ctl.within = 30 * MPNCTL_DAY;
     ctl.exp = 3600;
@@ -301,6 +328,26 @@ main(int argc, char **argv)
 
         case 'b':
             ctl.benefits = optarg;
+            break;
+
+        case 'M':
+            if (optarg[0] == '\0') {
+                mpnctl_error("BAD_ARGUMENT --marker: empty key");
+                return 2;
+            }
+            ctl.marker = optarg;
+            break;
+
+        case 'R':
+            if (optarg[0] < '0' || optarg[0] > '9'
+                || strspn(optarg, "0123456789") != strlen(optarg)
+                || strlen(optarg) > 15)
+            {
+                mpnctl_error("BAD_ARGUMENT --rev: not a non-negative "
+                             "integer: \"%s\"", optarg);
+                return 2;
+            }
+            ctl.rev = optarg;
             break;
 
         case 'j':
@@ -651,15 +698,22 @@ mpnctl_reply_error(mpnctl_t *ctl, redisReply *r, const char *what)
         return 0;
     }
 
-    if (strstr(r->str, "Function not found") != NULL) {
-        mpnctl_error("%s: %s (is redis/mpn.lua loaded? "
-                     "redis-cli -x FUNCTION LOAD REPLACE < redis/mpn.lua)",
-                     what, r->str);
+    if (mpnctl_library_missing(r->str)) {
+        mpnctl_error("%s: the mpn Functions library is not loaded in this "
+                     "Redis (load it: redis-cli -x FUNCTION LOAD REPLACE "
+                     "< redis/mpn.lua)", what);
         return -1;
     }
 
     mpnctl_error("%s: %s", what, r->str);
     return -1;
+}
+
+
+int
+mpnctl_library_missing(const char *reply)
+{
+    return strstr(reply, "Function not found") != NULL;
 }
 
 
@@ -685,8 +739,8 @@ mpnctl_key(mpnctl_t *ctl, const char *id, size_t len)
 
 
 /*
- * Fills argv for FCALL fn 1 key args... [CHANNEL ch]; argv has room for
- * nargs + 6 entries.  Returns argc.
+ * Fills argv for FCALL fn 1 key args... [CHANNEL ch] [REV n]; argv has
+ * room for nargs + 8 entries.  Returns argc.
  */
 int
 mpnctl_fcall_argv(mpnctl_t *ctl, const char *fn, const char *key, int nargs,
@@ -707,6 +761,11 @@ mpnctl_fcall_argv(mpnctl_t *ctl, const char *fn, const char *key, int nargs,
     if (ctl->channel != NULL) {
         argv[argc++] = "CHANNEL";
         argv[argc++] = ctl->channel;
+    }
+
+    if (ctl->rev != NULL) {
+        argv[argc++] = "REV";
+        argv[argc++] = ctl->rev;
     }
 
     return argc;

@@ -32,6 +32,10 @@
 #define MPNCTL_O_SUB        0x2000
 #define MPNCTL_O_EXP        0x4000
 #define MPNCTL_O_CLAIM      0x8000
+#define MPNCTL_O_MARKER     0x10000
+#define MPNCTL_O_REV        0x20000
+
+#define MPNCTL_DEFAULT_MARKER  "mpn:meta"
 
 
 typedef struct {
@@ -44,6 +48,8 @@ typedef struct {
     const char    *password_file;
     const char    *prefix;
     const char    *channel;         /* NULL: the library's default */
+    const char    *marker;          /* the dataset marker key */
+    const char    *rev;             /* REV n for the library, or NULL */
     redisContext  *redis;
 
     /* command options */
@@ -72,12 +78,19 @@ int mpnctl_expiring(mpnctl_t *ctl, int argc, char **argv);
 int mpnctl_token(mpnctl_t *ctl, int argc, char **argv);
 int mpnctl_verify(mpnctl_t *ctl, int argc, char **argv);
 int mpnctl_keygen(mpnctl_t *ctl, int argc, char **argv);
+int mpnctl_pubkeys(mpnctl_t *ctl, int argc, char **argv);
+int mpnctl_init(mpnctl_t *ctl, int argc, char **argv);
+
+/* mpnctl_marker.c */
+int mpnctl_marker_write(mpnctl_t *ctl, int *created);
+int mpnctl_library_check(mpnctl_t *ctl, const char *what);
 
 /* mpnctl.c */
 void mpnctl_error(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
 redisContext *mpnctl_connect(mpnctl_t *ctl);
 int mpnctl_reply_error(mpnctl_t *ctl, redisReply *r, const char *what);
+int mpnctl_library_missing(const char *reply);
 char *mpnctl_key(mpnctl_t *ctl, const char *id, size_t len);
 int mpnctl_fcall_argv(mpnctl_t *ctl, const char *fn, const char *key,
     int nargs, const char **args, const char **argv);

@@ -70,7 +70,7 @@ static double mpnctl_now(void);
 int
 mpnctl_import(mpnctl_t *ctl, int argc, char **argv)
 {
-    int               rc;
+    int               rc, created;
     FILE             *f;
     char             *text;
     size_t            cap, line;
@@ -101,7 +101,7 @@ mpnctl_import(mpnctl_t *ctl, int argc, char **argv)
 
     im->ctl = ctl;
     im->redis = mpnctl_connect(ctl);
-    if (im->redis == NULL) {
+    if (im->redis == NULL || mpnctl_library_check(ctl, "import") != 0) {
         free(im);
         return 1;
     }
@@ -162,6 +162,15 @@ mpnctl_import(mpnctl_t *ctl, int argc, char **argv)
     }
 
     secs = mpnctl_now() - im->started;
+
+    if (rc == 0 && im->imported > 0) {
+        /* the records are there: the gate may serve them */
+        if (mpnctl_marker_write(ctl, &created) != 0) {
+            rc = -1;
+        } else if (created) {
+            printf("marker %s written\n", ctl->marker);
+        }
+    }
 
     if (rc != 0) {
         printf("import stopped at line %zu: %zu records imported, %zu bad "
@@ -297,10 +306,9 @@ mpnctl_import_settle(mpnctl_import_t *im)
     r = reply;
 
     if (r->type == REDIS_REPLY_ERROR) {
-        if (strstr(r->str, "Function not found") != NULL) {
+        if (mpnctl_library_missing(r->str)) {
             mpnctl_import_clear(im);
-            mpnctl_error("import: %s (is redis/mpn.lua loaded? redis-cli -x "
-                         "FUNCTION LOAD REPLACE < redis/mpn.lua)", r->str);
+            (void) mpnctl_reply_error(im->ctl, r, "import");
             freeReplyObject(r);
             return -1;
         }

@@ -12,10 +12,12 @@
 #include <jansson.h>
 
 #include "mpnctl.h"
+#include "mpn_record.h"
 #include "mpn_token.h"
 
 
 static json_t *mpnctl_token_claims(mpnctl_t *ctl);
+static int mpnctl_token_subject(json_t *claims);
 
 
 int
@@ -41,6 +43,11 @@ mpnctl_token(mpnctl_t *ctl, int argc, char **argv)
 
     o = mpnctl_token_claims(ctl);
     if (o == NULL) {
+        return 2;
+    }
+
+    if (mpnctl_token_subject(o) != 0) {
+        json_decref(o);
         return 2;
     }
 
@@ -129,6 +136,137 @@ mpnctl_token_claims(mpnctl_t *ctl)
     }
 
     return o;
+}
+
+
+/*
+ * The subject, when there is one (--sub, or --claim sub=...), must be a
+ * partner id: the gate would refuse any other as bad_identity, so a token
+ * signed for one is only a confusing test.
+ */
+static int
+mpnctl_token_subject(json_t *claims)
+{
+    json_t  *sub;
+
+    sub = json_object_get(claims, "sub");
+    if (sub == NULL) {
+        return 0;
+    }
+
+    if (json_is_string(sub)
+        && mpn_partner_id_valid(json_string_value(sub),
+                                json_string_length(sub)))
+    {
+        return 0;
+    }
+
+    if (json_is_string(sub)) {
+        mpnctl_error("token: BAD_ARGUMENT subject \"%.80s\" is not a partner "
+                     "id (^[A-Za-z0-9._-]{1,64}$)", json_string_value(sub));
+    } else {
+        mpnctl_error("token: BAD_ARGUMENT subject is not a string: a "
+                     "partner id is (^[A-Za-z0-9._-]{1,64}$)");
+    }
+
+    return -1;
+}
+
+
+/*
+ * pubkeys FILE: the key set without its private members, for nginx's
+ * mpn_token_keys.  oct keys are secret through and through: left out.
+ */
+int
+mpnctl_pubkeys(mpnctl_t *ctl, int argc, char **argv)
+{
+    int            kept;
+    char          *data, *out;
+    size_t         len, i, j;
+    json_t        *set, *keys, *pub, *k, *copy, *kty, *kid;
+    const char    *type;
+    json_error_t   jerr;
+
+    static const char  *private_members[] = {
+        "d", "p", "q", "dp", "dq", "qi", "oth", "k", NULL
+    };
+
+    (void) ctl;
+    (void) argc;
+
+    if (mpnctl_read_file(argv[0], &data, &len) != 0) {
+        return 1;
+    }
+
+    set = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+    explicit_bzero(data, len);
+    free(data);
+
+    keys = json_is_object(set) ? json_object_get(set, "keys") : NULL;
+    if (!json_is_array(keys)) {
+        mpnctl_error("pubkeys: BAD_KEY %s is not a JWKS (an object with a "
+                     "\"keys\" array)%s%s", argv[0], set == NULL ? ": " : "",
+                     set == NULL ? jerr.text : "");
+        json_decref(set);
+        return 1;
+    }
+
+    pub = json_array();
+    kept = 0;
+
+    json_array_foreach(keys, i, k) {
+        kty = json_object_get(k, "kty");
+        kid = json_object_get(k, "kid");
+        type = json_is_string(kty) ? json_string_value(kty) : "";
+
+        if (strcmp(type, "RSA") != 0 && strcmp(type, "EC") != 0
+            && strcmp(type, "OKP") != 0)
+        {
+            mpnctl_error("pubkeys: key %zu%s%s%s is %s%s: %s, left out", i,
+                         json_is_string(kid) ? " (kid \"" : "",
+                         json_is_string(kid) ? json_string_value(kid) : "",
+                         json_is_string(kid) ? "\")" : "",
+                         strcmp(type, "oct") == 0 ? "oct" : "of kty ",
+                         strcmp(type, "oct") == 0 ? "" : type,
+                         strcmp(type, "oct") == 0
+                         ? "a shared secret has no public half (nginx needs "
+                           "the secret itself; keep that file private)"
+                         : "not a kind the module reads");
+            continue;
+        }
+
+        copy = json_deep_copy(k);
+        for (j = 0; private_members[j] != NULL; j++) {
+            json_object_del(copy, private_members[j]);
+        }
+
+        json_array_append_new(pub, copy);
+        kept++;
+    }
+
+    json_decref(set);
+
+    set = json_pack("{s:o}", "keys", pub);
+    out = (set != NULL) ? json_dumps(set, JSON_INDENT(2)
+                                          | JSON_PRESERVE_ORDER)
+                        : NULL;
+    json_decref(set);
+
+    if (out == NULL) {
+        mpnctl_error("pubkeys: out of memory");
+        return 1;
+    }
+
+    if (kept == 0) {
+        free(out);
+        mpnctl_error("pubkeys: no public key in %s", argv[0]);
+        return 1;
+    }
+
+    printf("%s\n", out);
+    free(out);
+
+    return 0;
 }
 
 
