@@ -231,7 +231,13 @@ test: deps unit module tools
 	@$(MAKE) --no-print-directory integration
 
 # the demo portal on http://127.0.0.1:8080/ (redis/demo/); Ctrl-C stops it
-run: deps module tools
+# (exit 0).  What building prints goes to build/run-build.log, shown only
+# when it fails.
+run:
+	@mkdir -p $(BUILD)
+	@$(MAKE) -s --no-print-directory deps module tools \
+	    >$(BUILD)/run-build.log 2>&1 \
+	    || { cat $(BUILD)/run-build.log; exit 1; }
 	@redis/demo/run.sh
 
 clean:

@@ -14,11 +14,19 @@ nginx passes these locations here:
   GET  /signin                 the sign-in page (pick a demo partner)
   POST /app/signin?return=U    sign a token with mpnctl, set cookie "mpn"
   GET  /app/signout            clear the cookie
-  POST /app/renew?return=U     mpnctl renew ID action_pack      (gated)
-  POST /app/subscribe?return=U mpnctl subscribe ID action_pack  (gated)
-The gated ones get the partner id from the module, in X-Mpn-Partner.
+  POST /app/renew?return=U     mpnctl renew ID action_pack --rev N      (gated)
+  POST /app/subscribe?return=U mpnctl subscribe ID action_pack --rev N  (gated)
+  GET  /_demo/who?id=ID        the header's part: company, Action Pack, Sign out
+  GET  /_demo/notice?id=ID     a notice for a cancelled Action Pack, or nothing
+  GET  /_demo/rev?id=ID        the hidden rev field of a renew/subscribe form
+The gated ones get the partner id from the module, in X-Mpn-Partner; the
+/_demo/ fragments are internal to nginx, included (SSI) by pages the module
+gated, with the id it gave them.  A form carries the rev of the record the
+page showed, so a second click or the back button never renews twice (the
+library refuses a stale rev with CONFLICT).
 """
 
+import calendar
 import html
 import http.server
 import json
@@ -48,6 +56,9 @@ PARTNERS = [
 ]
 
 ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+REV_RE = re.compile(r"^[0-9]{1,15}$")
+MONTHS = ["January", "February", "March", "April", "May", "June", "July",
+          "August", "September", "October", "November", "December"]
 
 
 def rfc3339(t):
@@ -86,6 +97,65 @@ def records(now):
     return out
 
 
+def readable(rfc):
+    """2027-01-15T00:00:00Z -> 15 January 2027 ("" if it is not a date)."""
+    m = re.match(r"^(\d{4})-(\d\d)-(\d\d)T", rfc or "")
+    if not m or not 1 <= int(m.group(2)) <= 12:
+        return ""
+    return "%d %s %s" % (int(m.group(3)), MONTHS[int(m.group(2)) - 1],
+                         m.group(1))
+
+
+def parse_time(rfc):
+    try:
+        return calendar.timegm(time.strptime(rfc[:19], "%Y-%m-%dT%H:%M:%S"))
+    except (TypeError, ValueError):
+        return None
+
+
+def action_pack_state(rec):
+    """(state, end) of the record's Action Pack: state is none, active,
+    cancelled or ended."""
+    ap = (rec.get("subscriptions") or {}).get("action_pack")
+    if not isinstance(ap, dict):
+        return "none", ""
+    end = ap.get("end", "")
+    if ap.get("status") == "cancelled":
+        return "cancelled", end
+    t = parse_time(end)
+    if ap.get("status") != "active" or t is None or t < time.time():
+        return "ended", end
+    return "active", end
+
+
+def who_html(rec, pid):
+    """The header's right end: who is signed in, or the Sign in link."""
+    if not pid:
+        return '<a href="/signin" id="signin-link">Sign in</a>'
+    rec = rec or {}
+    name = rec.get("name") if isinstance(rec.get("name"), str) else pid
+    state, end = action_pack_state(rec)
+    if rec.get("status") == "suspended":
+        what = "account suspended"
+    else:
+        what = {"active": "Action Pack until %s" % readable(end),
+                "cancelled": "Action Pack cancelled",
+                "ended": "Action Pack ended on %s" % readable(end),
+                "none": "no Action Pack"}[state]
+    return ('<span class="who" id="who"><b id="company">%s</b> (%s) &middot; '
+            '<span id="state">%s</span></span> '
+            '<a href="/app/signout" id="signout">Sign out</a>'
+            % (html.escape(name), html.escape(pid), html.escape(what)))
+
+
+def notice_html(rec):
+    if rec and action_pack_state(rec)[0] == "cancelled":
+        return ('<p class="error" id="cancelled-notice">Your Action Pack was '
+                'cancelled: its benefits have stopped. <a href="/offers">'
+                'Subscribe again</a> to get them back.</p>')
+    return ""
+
+
 def safe_return(value, default="/benefits/"):
     """A local path to go back to: one leading '/', never '//' or '/\\'."""
     if not value or not value.startswith("/") or value[1:2] in ("/", "\\"):
@@ -100,7 +170,7 @@ PAGE = """<!DOCTYPE html>
 <link rel="stylesheet" href="/style.css"></head><body>
 <header><a class="brand" href="/benefits/">Partner Network</a>
 <nav><a href="/benefits/">Benefits</a> <a href="/offers">Offers</a>
-<a href="/signin">Sign in</a></nav></header>
+{who}</nav></header>
 <main>{body}</main></body></html>
 """
 
@@ -111,12 +181,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):
         sys.stderr.write("portal: %s\n" % (fmt % args))
 
-    def send_page(self, code, title, body, headers=()):
-        data = PAGE.format(title=html.escape(title), body=body).encode()
+    # (nginx adds Cache-Control: no-store to every portal response)
+    def send_page(self, code, title, body, headers=(), pid=""):
+        who = who_html(self.record(pid), pid) if pid else who_html(None, "")
+        data = PAGE.format(title=html.escape(title), body=body,
+                           who=who).encode()
         self.send_response(code)
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "no-store")
         for k, v in headers:
             self.send_header(k, v)
         self.end_headers()
@@ -125,7 +197,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def redirect(self, location, headers=()):
         self.send_response(303)
         self.send_header("Location", location)
-        self.send_header("Cache-Control", "no-store")
         self.send_header("Content-Length", "0")
         for k, v in headers:
             self.send_header(k, v)
@@ -149,8 +220,40 @@ class Handler(http.server.BaseHTTPRequestHandler):
                            text=True, timeout=10)
         return p.returncode, p.stdout.strip(), p.stderr.strip()
 
+    def record(self, pid):
+        """The stored record, or None."""
+        if not ID_RE.match(pid or ""):
+            return None
+        rc, out, _ = self.mpnctl("get", pid)
+        try:
+            return json.loads(out) if rc == 0 else None
+        except ValueError:
+            return None
+
+    def fragment(self, text):
+        data = text.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def do_GET(self):
         path, ret = self.split()
+        if path.startswith("/_demo/"):
+            q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            pid = q.get("id", [""])[0]
+            pid = pid if ID_RE.match(pid) else ""
+            rec = self.record(pid)
+            if path == "/_demo/who":
+                return self.fragment(who_html(rec, pid))
+            if path == "/_demo/notice":
+                return self.fragment(notice_html(rec))
+            if path == "/_demo/rev":
+                rev = (rec or {}).get("rev", 0)
+                return self.fragment(
+                    '<input type="hidden" name="rev" value="%d">' % rev
+                    if rec and isinstance(rev, int) else "")
         if path == "/signin":
             return self.signin_page(ret)
         if path == "/app/signout":
@@ -199,19 +302,36 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pid = self.headers.get("X-Mpn-Partner", "")
         if not ID_RE.match(pid):
             return self.redirect("/signin?return=" + urllib.parse.quote(ret, safe=""))
-        rc, out, err = self.mpnctl(what, pid, "action_pack")
+        rev = self.form().get("rev", "")
+        if not REV_RE.match(rev):
+            return self.failed("Could not %s Action Pack" % what, "STALE_PAGE",
+                               pid, ret, 400)
+        rc, out, err = self.mpnctl(what, pid, "action_pack", "--rev", rev)
         if rc != 0:
-            return self.failed("Could not %s Action Pack" % what, err)
+            return self.failed("Could not %s Action Pack" % what, err, pid, ret)
         self.redirect(ret)
 
-    def failed(self, title, err):
+    def failed(self, title, err, pid="", ret="/benefits/", status=409):
         code = re.search(r"\b([A-Z][A-Z_]{3,})\b", err or "")
+        code = code.group(1) if code else ""
         msg = {"ALREADY_ACTIVE": "Your Action Pack is current: renew it instead.",
-               "NOT_MEMBER": "Join the Partner Network first."
-               }.get(code.group(1) if code else "", err or "unknown error")
-        self.send_page(409, title, "<h1>%s</h1><p class=\"error\">%s</p>"
-                       '<p><a href="/benefits/">Back to your benefits</a></p>'
-                       % (html.escape(title), html.escape(msg)))
+               "NOT_MEMBER": "Join the Partner Network first.",
+               "SUSPENDED": "This account is suspended: please contact "
+                            "partner support.",
+               "CONFLICT": "Nothing was changed: the page you sent this from "
+                           "was out of date (it was already sent once, or "
+                           "your Action Pack changed since). Check your "
+                           "benefits before you try again.",
+               "STALE_PAGE": "Nothing was changed: reload the page and try "
+                             "again."
+               }.get(code, err or "unknown error")
+        self.send_page(status, title,
+                       '<h1>%s</h1><p class="error" id="failed" data-code="%s">'
+                       '%s</p><p><a href="%s" id="back">Back to your benefits'
+                       '</a></p>' % (html.escape(title), html.escape(code),
+                                     html.escape(msg),
+                                     html.escape(safe_return(ret))),
+                       pid=pid)
 
 
 def main(argv):

@@ -1,8 +1,10 @@
 #!/bin/bash
 # The demo portal behind `make run`: a private redis-server, Debian's nginx
 # with the module, and the small backend (portal.py), all on loopback.  It
-# builds nothing (`make run` has built the module and mpnctl) and stops
-# everything it started on Ctrl-C (SIGINT) or SIGTERM.
+# builds nothing (`make run` has built the module and mpnctl), starts from
+# the seed every time (a new Redis without persistence, the marker written
+# by `mpnctl init`, the demo partners imported), and stops everything it
+# started on Ctrl-C (SIGINT, exit 0) or SIGTERM.
 #
 # Environment (all optional):
 #   MPN_PORT          nginx port (default 8080, or a free one when 8080 is taken)
@@ -17,6 +19,23 @@
 # URL, PORT, REDIS_PORT, BACKEND_PORT) and $MPN_RUNDIR/pids.
 
 set -euo pipefail
+
+# Ctrl-C on a terminal signals the whole foreground process group, make
+# included, and make then dies of it (exit 130) whatever this script does.
+# So on a terminal the script moves itself into a process group of its own
+# and gives that group the terminal: Ctrl-C reaches only the script, which
+# stops everything and exits 0, and make with it.  (The shell takes the
+# terminal back when make ends.)
+if [ -t 0 ] && [ -z "${MPN_RUN_OWN_GROUP:-}" ]; then
+    export MPN_RUN_OWN_GROUP=1
+    exec /usr/bin/perl -MPOSIX -e '
+        my $old = getpgrp();
+        if (setpgid(0, 0)) {
+            local $SIG{TTOU} = "IGNORE";
+            tcsetpgrp(0, getpgrp()) or setpgid(0, $old);
+        }
+        exec @ARGV or die "exec: $!\n";' "$0" "$@"
+fi
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 DEMO=$ROOT/redis/demo
@@ -69,7 +88,7 @@ stop_all() {
     rm -f "$RUNDIR/ready"
     echo "demo stopped"
 }
-trap 'stop_all; exit 130' INT
+trap 'stop_all; exit 0' INT
 trap 'stop_all; exit 143' TERM
 trap 'stop_all' EXIT
 
@@ -79,10 +98,13 @@ rm -rf "$RUNDIR"
 mkdir -p "$RUNDIR"/tmp "$RUNDIR"/html
 chmod 0755 "$RUNDIR"           # nginx workers (nobody) read the pages
 
-# pages, with the reminder banner inlined where a page says <!-- banner -->
+# pages, with the header and the reminder banner inlined where a page says
+# <!-- header --> and <!-- banner -->
 (cd "$DEMO/html" && find . -type d) | while read -r d; do mkdir -p "$RUNDIR/html/$d"; done
 (cd "$DEMO/html" && find . -type f) | while read -r f; do
-    sed -e "/<!-- banner -->/{r $DEMO/banner.inc" -e 'd}' "$DEMO/html/$f" > "$RUNDIR/html/$f"
+    sed -e "/<!-- header -->/{r $DEMO/header.inc" -e 'd}' \
+        -e "/<!-- banner -->/{r $DEMO/banner.inc" -e 'd}' \
+        "$DEMO/html/$f" > "$RUNDIR/html/$f"
 done
 chmod -R a+rX "$RUNDIR/html"
 
@@ -107,7 +129,7 @@ done
 [ "$(rcli ping 2>/dev/null)" = PONG ] || { echo "run.sh: redis did not start" >&2; exit 1; }
 rcli -x FUNCTION LOAD REPLACE < "$ROOT/redis/mpn.lua" >/dev/null
 # the dataset marker: the gate reads no record from a Redis without it
-rcli SET mpn:meta "{\"v\":1,\"created_at\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\"}" >/dev/null
+"$MPNCTL" --redis "127.0.0.1:$REDIS_PORT" init > "$RUNDIR/init.log"
 
 # --- demo key and partners --------------------------------------------------
 "$MPNCTL" keygen --alg ES256 --kid demo > "$RUNDIR/jwks.json"
