@@ -121,14 +121,16 @@ static const mpnctl_command_t  mpnctl_commands[] = {
 
     { "token", mpnctl_token,
       MPNCTL_O_JWKS | MPNCTL_O_KID | MPNCTL_O_ALG | MPNCTL_O_SUB
-      | MPNCTL_O_EXP | MPNCTL_O_CLAIM | MPNCTL_O_NOW, 0, 0,
+      | MPNCTL_O_EXP | MPNCTL_O_CLAIM | MPNCTL_O_NOW | MPNCTL_O_ANY_SUB, 0, 0,
       "token --jwks FILE --sub ID [--kid KID] [--alg ALG] [--exp 1h]\n"
-      "      [--claim NAME=VALUE]... [--now TIME]\n"
+      "      [--claim NAME=VALUE]... [--now TIME] [--any-sub]\n"
       "  Signs a test or demo token (JWS compact form) with a key from a\n"
       "  JWKS file: HS256/384/512, RS256/384/512, PS256, ES256/384, EdDSA.\n"
       "  Claims: sub, iat = now, exp = now + --exp, and each --claim (VALUE\n"
       "  is parsed as JSON when it is JSON, else taken as a string; a NAME\n"
-      "  of sub, iat or exp replaces that claim).\n" },
+      "  of sub, iat or exp replaces that claim).  A sub that is not a\n"
+      "  partner id is refused, unless --any-sub (tokens the gate must\n"
+      "  refuse, for tests).\n" },
 
     { "verify", mpnctl_verify, MPNCTL_O_JWKS | MPNCTL_O_NOW, 1, 1,
       "verify --jwks FILE [--now TIME] TOKEN\n"
@@ -189,6 +191,7 @@ static const struct option  mpnctl_long_options[] = {
     { "exp",           required_argument, NULL, 'e' },
     { "claim",         required_argument, NULL, 'C' },
     { "marker",        required_argument, NULL, 'M' },
+    { "any-sub",       no_argument,       NULL, 'A' },
     { "rev",           required_argument, NULL, 'R' },
     { "help",          no_argument,       NULL, 'h' },
     { NULL, 0, NULL, 0 }
@@ -217,6 +220,7 @@ static const struct {
     { 'e', MPNCTL_O_EXP, "--exp" },
     { 'C', MPNCTL_O_CLAIM, "--claim" },
     { 'M', MPNCTL_O_MARKER, "--marker" },
+    { 'A', MPNCTL_O_ANY_SUB, "--any-sub" },
     { 'R', MPNCTL_O_REV, "--rev" },
     { 0, 0, NULL }
 };
@@ -356,6 +360,10 @@ main(int argc, char **argv)
 
         case 'q':
             ctl.quiet = 1;
+            break;
+
+        case 'A':
+            ctl.any_sub = 1;
             break;
 
         case 'J':

@@ -34,6 +34,7 @@
 #define MPNCTL_O_CLAIM      0x8000
 #define MPNCTL_O_MARKER     0x10000
 #define MPNCTL_O_REV        0x20000
+#define MPNCTL_O_ANY_SUB    0x40000
 
 #define MPNCTL_DEFAULT_MARKER  "mpn:meta"
 
@@ -59,6 +60,7 @@ typedef struct {
     const char    *benefits;
     unsigned       json:1;
     unsigned       quiet:1;
+    unsigned       any_sub:1;
     const char    *jwks;
     const char    *kid;
     const char    *alg;

@@ -46,7 +46,7 @@ mpnctl_token(mpnctl_t *ctl, int argc, char **argv)
         return 2;
     }
 
-    if (mpnctl_token_subject(o) != 0) {
+    if (!ctl->any_sub && mpnctl_token_subject(o) != 0) {
         json_decref(o);
         return 2;
     }
