@@ -55,6 +55,8 @@ my %kids;    # name => pid, each the leader of its own process group
 my $stack = fork // die "fork: $!";
 if ($stack == 0) {
     setpgid(0, 0);
+    $SIG{INT} = "DEFAULT";      # Ctrl-C as on a terminal, even when this
+                               # test was started with SIGINT ignored
     open STDIN, '<', '/dev/null';
     open STDOUT, '>', "$dir/run.log";
     open STDERR, '>&', \*STDOUT;
@@ -199,6 +201,7 @@ SKIP: {
     my $make = fork // die "fork: $!";
     if ($make == 0) {
         setpgid(0, 0);
+        $SIG{INT} = "DEFAULT";
         close $keys_w;
         open STDIN, '<&', $keys_r;
         open STDOUT, '>', "$dir/make-run.log";
