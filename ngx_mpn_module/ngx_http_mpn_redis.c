@@ -13,6 +13,9 @@
  * does not become ready; while the marker is missing they fail at once.  A
  * reply that arrives after a failed check is not used: a Redis that lost
  * its data, or the wrong database, must not turn partners into strangers.
+ * For the same reason a nil reply ("no record") is used only once an
+ * EXISTS sent after it has found the marker: data flushed under a live
+ * connection never reads as not_member, not even before the next check.
  */
 
 #include <hiredis/hiredis.h>
@@ -33,8 +36,9 @@ struct ngx_http_mpn_lookup_s {
     ngx_http_mpn_reply_pt      handler;
     void                      *data;
     uint64_t                   answered;     /* replies counted when sent */
+    uint64_t                   seq;          /* order sent */
     uint64_t                   sent_usec;    /* for the latency histogram */
-    ngx_http_mpn_lookup_t     *next;         /* free or held list */
+    ngx_http_mpn_lookup_t     *next;         /* free, held or nil list */
     size_t                     key_len;      /* key of a held lookup */
     u_char                     key[1];
 };
@@ -43,15 +47,19 @@ struct ngx_http_mpn_lookup_s {
 typedef struct {
     ngx_http_mpn_conn_t        conn;
     uint64_t                   answered;     /* replies received */
+    uint64_t                   seq;          /* commands sent */
+    uint64_t                   check_seq;    /* seq of the last EXISTS */
+    ngx_uint_t                 checks;       /* EXISTS outstanding */
     size_t                     key_max;      /* prefix + the longest id */
     ngx_http_mpn_lookup_t     *free;
     ngx_http_mpn_lookup_t     *held;         /* waiting for "ready" */
     ngx_http_mpn_lookup_t    **held_last;
+    ngx_http_mpn_lookup_t     *nils;         /* nil replies to confirm */
+    ngx_http_mpn_lookup_t    **nils_last;
     ngx_event_t                check;        /* the marker check timer */
     time_t                     unready_logged;
     unsigned                   ready:1;      /* lookups can be served */
     unsigned                   checked:1;    /* a check was answered */
-    unsigned                   checking:1;   /* an EXISTS is outstanding */
     unsigned                   unready:1;    /* said so in the log */
 } ngx_http_mpn_redis_t;
 
@@ -80,6 +88,7 @@ static void ngx_http_mpn_redis_on_ready(ngx_http_mpn_conn_t *mc);
 static void ngx_http_mpn_redis_on_close(ngx_http_mpn_conn_t *mc);
 static void ngx_http_mpn_redis_check_handler(ngx_event_t *ev);
 static void ngx_http_mpn_redis_check(ngx_http_mpn_redis_t *rs);
+static void ngx_http_mpn_redis_send_check(ngx_http_mpn_redis_t *rs);
 static void ngx_http_mpn_redis_check_reply(redisAsyncContext *ac,
     void *reply, void *data);
 static void ngx_http_mpn_redis_set_ready(ngx_http_mpn_redis_t *rs);
@@ -88,11 +97,15 @@ static void ngx_http_mpn_redis_unready(ngx_http_mpn_redis_t *rs,
 static ngx_int_t ngx_http_mpn_redis_send(ngx_http_mpn_redis_t *rs,
     ngx_http_mpn_lookup_t *lk, u_char *key, size_t len);
 static void ngx_http_mpn_redis_fail_held(ngx_http_mpn_redis_t *rs);
+static void ngx_http_mpn_redis_settle_nils(ngx_http_mpn_redis_t *rs);
 static void ngx_http_mpn_redis_reply(redisAsyncContext *ac, void *reply,
     void *data);
 
 
 static ngx_http_mpn_redis_t  ngx_http_mpn_redis;
+
+/* a confirmed "no record", handed on after the original reply was freed */
+static redisReply            ngx_http_mpn_redis_nil;
 
 static ngx_http_mpn_limit_t  ngx_http_mpn_redis_timeout_limit;
 
@@ -530,6 +543,9 @@ ngx_http_mpn_redis_init_process(ngx_cycle_t *cycle,
 
     rs->key_max = mcf->key_prefix.len + MPN_ID_MAX;
     rs->held_last = &rs->held;
+    rs->nils_last = &rs->nils;
+
+    ngx_http_mpn_redis_nil.type = REDIS_REPLY_NIL;
 
     rs->check.handler = ngx_http_mpn_redis_check_handler;
     rs->check.data = rs;
@@ -606,13 +622,14 @@ ngx_http_mpn_redis_on_close(ngx_http_mpn_conn_t *mc)
 
     rs->ready = 0;
     rs->checked = 0;
-    rs->checking = 0;
+    rs->checks = 0;
 
     if (rs->check.timer_set) {
         ngx_del_timer(&rs->check);
     }
 
     ngx_http_mpn_redis_fail_held(rs);
+    ngx_http_mpn_redis_settle_nils(rs);
 }
 
 
@@ -631,15 +648,25 @@ ngx_http_mpn_redis_check_handler(ngx_event_t *ev)
 }
 
 
-/* EXISTS on the lookup connection, in line with the GETs */
+/* the periodic check: a slow server gets one at a time */
 
 static void
 ngx_http_mpn_redis_check(ngx_http_mpn_redis_t *rs)
 {
+    if (rs->checks == 0) {
+        ngx_http_mpn_redis_send_check(rs);
+    }
+}
+
+
+/* EXISTS on the lookup connection, in line with the GETs */
+
+static void
+ngx_http_mpn_redis_send_check(ngx_http_mpn_redis_t *rs)
+{
     ngx_str_t  *marker = &rs->conn.conf->marker;
 
-    if (rs->checking || rs->conn.ac == NULL) {
-        /* a slow server: one check at a time */
+    if (rs->conn.ac == NULL) {
         return;
     }
 
@@ -647,7 +674,8 @@ ngx_http_mpn_redis_check(ngx_http_mpn_redis_t *rs)
                           "EXISTS %b", marker->data, marker->len)
         == REDIS_OK)
     {
-        rs->checking = 1;
+        rs->checks++;
+        rs->check_seq = ++rs->seq;
     }
 }
 
@@ -659,22 +687,24 @@ ngx_http_mpn_redis_check_reply(redisAsyncContext *ac, void *reply,
     ngx_http_mpn_redis_t  *rs = data;
     redisReply            *rr = reply;
 
-    rs->checking = 0;
-
     if (rr == NULL) {
         /* the connection is going away: on_close follows */
         return;
     }
 
+    rs->checks--;
     rs->answered++;
     rs->checked = 1;
 
     if (rr->type == REDIS_REPLY_INTEGER && rr->integer > 0) {
         ngx_http_mpn_redis_set_ready(rs);
-        return;
+
+    } else {
+        ngx_http_mpn_redis_unready(rs, rr);
     }
 
-    ngx_http_mpn_redis_unready(rs, rr);
+    /* every nil reply waiting was sent before this check */
+    ngx_http_mpn_redis_settle_nils(rs);
 }
 
 
@@ -768,6 +798,35 @@ ngx_http_mpn_redis_unready(ngx_http_mpn_redis_t *rs, redisReply *rr)
 }
 
 
+/* nil replies: "no record" if the marker is there, else unavailable */
+
+static void
+ngx_http_mpn_redis_settle_nils(ngx_http_mpn_redis_t *rs)
+{
+    redisReply             *reply;
+    ngx_http_mpn_lookup_t  *lk, *next;
+
+    lk = rs->nils;
+    rs->nils = NULL;
+    rs->nils_last = &rs->nils;
+
+    reply = rs->ready ? &ngx_http_mpn_redis_nil : NULL;
+
+    for ( /* void */ ; lk != NULL; lk = next) {
+        next = lk->next;
+
+        lk->next = rs->free;
+        rs->free = lk;
+
+        if (reply == NULL) {
+            ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);
+        }
+
+        lk->handler(lk->data, reply);
+    }
+}
+
+
 static void
 ngx_http_mpn_redis_fail_held(ngx_http_mpn_redis_t *rs)
 {
@@ -849,6 +908,7 @@ ngx_http_mpn_redis_send(ngx_http_mpn_redis_t *rs, ngx_http_mpn_lookup_t *lk,
     u_char *key, size_t len)
 {
     lk->answered = rs->answered;
+    lk->seq = rs->seq + 1;
     lk->sent_usec = ngx_http_mpn_usec();
 
     if (rs->conn.ac == NULL
@@ -859,6 +919,8 @@ ngx_http_mpn_redis_send(ngx_http_mpn_redis_t *rs, ngx_http_mpn_lookup_t *lk,
         /* the context is disconnecting or being freed */
         return NGX_ERROR;
     }
+
+    rs->seq = lk->seq;
 
     ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_REQUESTS);
 
@@ -910,6 +972,20 @@ ngx_http_mpn_redis_reply(redisAsyncContext *ac, void *reply, void *data)
             /* sent before a marker check that failed: not used */
             reply = NULL;
             ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);
+
+        } else if (((redisReply *) reply)->type == REDIS_REPLY_NIL
+                   && rs->conn.conf->marker.len)
+        {
+            /* "no record" waits for a check sent after this GET */
+            lk->next = NULL;
+            *rs->nils_last = lk;
+            rs->nils_last = &lk->next;
+
+            if (rs->check_seq < lk->seq) {
+                ngx_http_mpn_redis_send_check(rs);
+            }
+
+            return;
 
         } else if (((redisReply *) reply)->type == REDIS_REPLY_ERROR) {
             ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);

@@ -136,6 +136,31 @@ subtest 'no marker: every lookup fails, one line says why, served once written' 
     $t->check_error_log;
 };
 
+subtest 'data flushed under a live connection never reads as not_member' => sub {
+    my $t = start('%%REDIS%%');
+    $t->start_nginx;
+    is(gate($t, 'active'), '200 allow/ok', 'served');
+    is(gate($t, 'notmember'), '403 upgrade/not_member', 'a stranger is a stranger');
+
+    # no reconnect, no new check yet: only the next check would notice
+    is($t->redis('FLUSHALL'), 'OK', 'the data is flushed');
+    my %seen;
+    my $t0 = time;
+    while (time - $t0 < 1.5) {
+        $seen{ gate($t, 'active') }++;
+        $seen{ gate($t, 'notmember') }++;
+    }
+    is_deeply([ keys %seen ], [ '503 error/redis_unavailable' ],
+        'every answer is 503, from the first request on: a "no record" is used only once the marker is seen after it')
+        or diag explain \%seen;
+
+    $t->{redis}->write_marker;
+    ok(poll(sub { gate($t, 'notmember') eq '403 upgrade/not_member' }, 5),
+        'the marker back (and no records): missing records are missing again');
+    $t->stop_nginx;
+    $t->check_error_log;
+};
+
 subtest 'marker=off, and marker=KEY' => sub {
     my $t = start('%%REDIS%% marker=off', marker => 0);
     $t->start_nginx;
