@@ -220,13 +220,19 @@ wrk_run() {
          "$PARTNERS partners ($DIST), 1 in 5 lapsed; mpn_cache zone=$ZONE ttl=$TTL"
 } | tee "$dir/runs.tsv"
 
+# fill: every partner once, in order, in runs of 5 s (wrk has no request
+# count), each from where the last one stopped
 if [ -n "$FILL" ]; then
     for v in $VARIANTS; do
         case $v in baseline|mpn-nocache) continue ;; esac
-        wrk_run "$v" 900 PEERS_DIST=uniform PEERS_STOP="$PARTNERS" \
-            > "$dir/$v.fill.wrk"
-        echo "# $v: filled with $(sed -n 's/^RESULT requests=\([0-9]*\).*/\1/p' \
-            "$dir/$v.fill.wrk") requests" | tee -a "$dir/runs.tsv"
+        off=0
+        while [ "$off" -lt "$PARTNERS" ]; do
+            got=$(wrk_run "$v" 5 PEERS_DIST=uniform PEERS_START="$off" \
+                  | sed -n 's/^RESULT requests=\([0-9]*\).*/\1/p')
+            [ "${got:-0}" -gt 0 ] || { echo "fill of $v stalled" >&2; exit 1; }
+            off=$((off + got))
+        done
+        echo "# $v: filled with $off requests" | tee -a "$dir/runs.tsv"
     done
 fi
 

@@ -7,7 +7,9 @@
 --   PEERS_DIST     uniform: every partner in turn (the judge's rotation);
 --                  zipf: partner of rank k (k = 1 .. N) with probability
 --                  (1/k) / H(N), a fixed pseudo-random sequence
---   PEERS_STOP     stop after this many responses (a pass that fills caches)
+--   PEERS_START    uniform: begin with the partner at this offset (a pass
+--                  that fills caches runs wrk again and again from where the
+--                  last run stopped)
 -- Up to 100,000 requests are built once in init(), as the judge does; past
 -- that each is joined from a prefix, the id (or token) and a suffix.
 local base = tonumber(os.getenv("PEERS_ID_BASE")) or 5000000
@@ -16,14 +18,14 @@ local path = os.getenv("PEERS_PATH") or "/benefits/azure-credits"
 local tokens_file = os.getenv("PEERS_TOKENS")
 if tokens_file == "" then tokens_file = nil end
 local dist = os.getenv("PEERS_DIST") or "uniform"
-local stop = tonumber(os.getenv("PEERS_STOP") or "")
+local start = tonumber(os.getenv("PEERS_START") or "") or 0
 local PREBUILD_MAX = 100000
 
 local values = {}     -- header value per partner (1-based), or nil: the id
 local reqs = {}       -- prebuilt requests per partner
 local prefix, suffix
 local seq, seqlen     -- zipf: ranks to send, in order
-local i, responses = 0, 0
+local i = 0
 
 local function header(k)
     if tokens_file then
@@ -74,6 +76,8 @@ function init(args)
         end
     elseif dist ~= "uniform" then
         error("PEERS_DIST must be uniform or zipf, not " .. dist)
+    else
+        i = start % n
     end
 end
 
@@ -88,14 +92,6 @@ function request()
         k = i
     end
     return reqs[k] or build(k)
-end
-
--- only for a filling pass: a response() costs wrk time on every reply
-if stop then
-    function response(status, headers, body)
-        responses = responses + 1
-        if responses >= stop then wrk.thread:stop() end
-    end
 end
 
 function done(summary, latency, requests)
