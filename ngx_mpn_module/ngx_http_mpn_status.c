@@ -1,8 +1,8 @@
 /*
- * mpn_status: the module's counters, kept in a small shared-memory zone of
- * their own (created whenever the http block configures mpn_redis or
- * mpn_status, with or without mpn_cache), added to with atomics by every
- * worker and reused across reloads.  The location answers JSON, or the
+ * mpn_status: the module's counters, kept in a shared-memory zone of their
+ * own (created whenever the http block configures mpn_redis or mpn_status,
+ * with or without mpn_cache), a block per process slot that only its
+ * worker adds to, summed when read, reused across reloads.  The location answers JSON, or the
  * Prometheus text exposition format with ?format=prometheus.
  */
 
@@ -40,6 +40,9 @@ static ngx_uint_t ngx_http_mpn_status_shown(ngx_http_mpn_stats_t *st,
 
 
 ngx_http_mpn_stats_t  *ngx_http_mpn_stats;
+
+/* every worker's block, by process slot, for the reader */
+static ngx_http_mpn_stats_t  *ngx_http_mpn_stats_blocks;
 
 
 static ngx_str_t  ngx_http_mpn_status_zone_name =
@@ -130,7 +133,10 @@ ngx_http_mpn_status_add_zone(ngx_conf_t *cf, ngx_http_mpn_main_conf_t *mcf)
     ngx_shm_zone_t  *shm_zone;
 
     shm_zone = ngx_shared_memory_add(cf, &ngx_http_mpn_status_zone_name,
-                                     8 * ngx_pagesize, &ngx_http_mpn_module);
+                                     NGX_MAX_PROCESSES
+                                     * sizeof(ngx_http_mpn_stats_t)
+                                     + 8 * ngx_pagesize,
+                                     &ngx_http_mpn_module);
     if (shm_zone == NULL) {
         return NGX_ERROR;
     }
@@ -162,7 +168,10 @@ ngx_http_mpn_status_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         }
     }
 
-    st = ngx_slab_calloc(shpool, sizeof(ngx_http_mpn_stats_t));
+    /* the first block's size checks the layout of them all */
+
+    st = ngx_slab_calloc(shpool,
+                         NGX_MAX_PROCESSES * sizeof(ngx_http_mpn_stats_t));
     if (st == NULL) {
         return NGX_ERROR;
     }
@@ -179,13 +188,18 @@ ngx_http_mpn_status_init_process(ngx_http_mpn_main_conf_t *mcf)
 {
     ngx_slab_pool_t  *shpool;
 
-    if (mcf->status_zone == NULL) {
-        ngx_http_mpn_stats = NULL;
+    ngx_http_mpn_stats = NULL;
+    ngx_http_mpn_stats_blocks = NULL;
+
+    if (mcf->status_zone == NULL
+        || ngx_process_slot < 0 || ngx_process_slot >= NGX_MAX_PROCESSES)
+    {
         return;
     }
 
     shpool = (ngx_slab_pool_t *) mcf->status_zone->shm.addr;
-    ngx_http_mpn_stats = shpool->data;
+    ngx_http_mpn_stats_blocks = shpool->data;
+    ngx_http_mpn_stats = &ngx_http_mpn_stats_blocks[ngx_process_slot];
 }
 
 
@@ -202,7 +216,7 @@ ngx_http_mpn_status_decision(ngx_uint_t decision, ngx_uint_t reason)
 
     n = &ngx_http_mpn_stats->decisions[decision][reason];
 
-    (void) ngx_atomic_fetch_add(n, 1);
+    (*n)++;
 }
 
 
@@ -221,8 +235,10 @@ ngx_http_mpn_status_latency(uint64_t usec)
         }
     }
 
-    (void) ngx_atomic_fetch_add(&ngx_http_mpn_stats->latency[i], 1);
-    (void) ngx_atomic_fetch_add(&ngx_http_mpn_stats->latency_sum, usec);
+    /* the bucket first: see ngx_http_mpn_status_snapshot() */
+
+    ngx_http_mpn_stats->latency[i]++;
+    ngx_http_mpn_stats->latency_sum += usec;
 }
 
 
@@ -360,32 +376,36 @@ ngx_http_mpn_status_handler(ngx_http_request_t *r)
 static void
 ngx_http_mpn_status_snapshot(ngx_http_mpn_stats_t *st)
 {
-    ngx_uint_t             i, j;
-    ngx_http_mpn_stats_t  *sh = ngx_http_mpn_stats;
+    ngx_uint_t             i, j, k;
+    ngx_http_mpn_stats_t  *sh;
 
     ngx_memzero(st, sizeof(ngx_http_mpn_stats_t));
 
-    if (sh == NULL) {
+    if (ngx_http_mpn_stats_blocks == NULL) {
         return;
     }
 
-    for (i = 0; i < MPN_NDECISIONS; i++) {
-        for (j = 0; j < MPN_NREASONS; j++) {
-            st->decisions[i][j] = sh->decisions[i][j];
+    for (k = 0; k < NGX_MAX_PROCESSES; k++) {
+        sh = &ngx_http_mpn_stats_blocks[k];
+
+        for (i = 0; i < MPN_NDECISIONS; i++) {
+            for (j = 0; j < MPN_NREASONS; j++) {
+                st->decisions[i][j] += sh->decisions[i][j];
+            }
         }
-    }
 
-    for (i = 0; i < NGX_HTTP_MPN_STAT_N; i++) {
-        st->counters[i] = sh->counters[i];
-    }
+        for (i = 0; i < NGX_HTTP_MPN_STAT_N; i++) {
+            st->counters[i] += sh->counters[i];
+        }
 
-    /* the sum is read first: a concurrent observation may be in the
-     * buckets and not yet in the sum, never the other way round */
+        /* the sum is read first: a concurrent observation may be in the
+         * buckets and not yet in the sum, never the other way round */
 
-    st->latency_sum = sh->latency_sum;
+        st->latency_sum += sh->latency_sum;
 
-    for (i = 0; i <= NGX_HTTP_MPN_NLATENCY; i++) {
-        st->latency[i] = sh->latency[i];
+        for (i = 0; i <= NGX_HTTP_MPN_NLATENCY; i++) {
+            st->latency[i] += sh->latency[i];
+        }
     }
 }
 

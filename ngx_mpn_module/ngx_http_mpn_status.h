@@ -1,7 +1,7 @@
 /*
- * Counters of ngx_http_mpn_module in a small shared-memory zone of their
- * own: summed across workers, kept across reloads, served by mpn_status as
- * JSON or Prometheus text (spec section 8, docs/status.md).
+ * Counters of ngx_http_mpn_module in a shared-memory zone of their own: a
+ * block per worker, summed when read, kept across reloads, served by
+ * mpn_status as JSON or Prometheus text (spec section 8, docs/status.md).
  */
 
 #ifndef NGX_HTTP_MPN_STATUS_H
@@ -44,13 +44,18 @@ typedef struct {
 } ngx_http_mpn_stats_t;
 
 
-/* this worker's view of the zone; NULL outside workers */
+/*
+ * This worker's own block of the zone (one per process slot, summed when
+ * read); NULL outside workers.  Only its worker writes a block, so counting
+ * is a plain add: no locked instruction, which would wait on every load
+ * and store before it, on the request path.
+ */
 extern ngx_http_mpn_stats_t  *ngx_http_mpn_stats;
 
 
 #define ngx_http_mpn_stat(n)                                                  \
     if (ngx_http_mpn_stats != NULL) {                                         \
-        (void) ngx_atomic_fetch_add(&ngx_http_mpn_stats->counters[n], 1);     \
+        ngx_http_mpn_stats->counters[n]++;                                    \
     }
 
 
