@@ -20,6 +20,7 @@
 
 #include "mpn_record.h"
 #include "mpn_time.h"
+#include "mpn_json_arena.h"
 
 
 typedef struct {
@@ -76,7 +77,9 @@ mpn_record_parse(const char *json, size_t len, const char *id,
         return NULL;
     }
 
-    root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+    /* the tree is gone before this returns: its nodes come from the
+     * arena, not from malloc() one by one */
+    root = mpn_json_arena_load(json, len, JSON_REJECT_DUPLICATES, &jerr);
 
     if (root == NULL) {
         mpn_record_error(&ctx, "not JSON at line %d: %s", jerr.line,
@@ -137,13 +140,13 @@ mpn_record_parse(const char *json, size_t len, const char *id,
         goto failed;
     }
 
-    json_decref(root);
+    mpn_json_arena_free(root);
 
     return rec;
 
 failed:
 
-    json_decref(root);
+    mpn_json_arena_free(root);
 
 sanitize:
 

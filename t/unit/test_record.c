@@ -702,6 +702,41 @@ benefit_count_is_capped_at_1024_in_total(void **state)
 }
 
 
+/* the JSON tree lives in an arena reused by every parse (mpn_json_arena):
+ * large trees spill to malloc(), and a failed parse leaves it clean */
+
+static void
+parses_in_a_row_share_the_json_arena_cleanly(void **state)
+{
+    int            i;
+    char          *big;
+    mpn_record_t  *rec, *first;
+
+    (void) state;
+
+    first = parse_ok(EXAMPLE);
+
+    big = many_grants(32, 32);
+
+    for (i = 0; i < 50; i++) {
+        rec = parse_ok(big);
+        assert_int_equal(rec->nbenefits, MPN_RECORD_MAX_BENEFITS);
+        free(rec);
+
+        bad("{\"v\":1,\"partner_id\":\"" ID "\",\"subscriptions\":{\"a\":[1,",
+            "not JSON");
+
+        rec = parse_ok(EXAMPLE);
+        assert_int_equal(rec->size, first->size);
+        assert_memory_equal(rec, first, first->size);
+        free(rec);
+    }
+
+    free(big);
+    free(first);
+}
+
+
 static void
 error_text_is_printable_and_fits_the_buffer(void **state)
 {
@@ -785,6 +820,7 @@ main(void)
             grant_and_benefit_names_must_be_1_to_64_printable_bytes),
         cmocka_unit_test(grant_count_is_capped_at_64),
         cmocka_unit_test(benefit_count_is_capped_at_1024_in_total),
+        cmocka_unit_test(parses_in_a_row_share_the_json_arena_cleanly),
         cmocka_unit_test(error_text_is_printable_and_fits_the_buffer),
         cmocka_unit_test(partner_id_pattern_is_enforced),
     };
