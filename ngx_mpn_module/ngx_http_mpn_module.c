@@ -8,6 +8,7 @@
  */
 
 #include "ngx_http_mpn_module.h"
+#include "ngx_http_mpn_redis.h"
 #include "ngx_http_mpn_cache.h"
 #include "ngx_http_mpn_status.h"
 
@@ -47,10 +48,6 @@ static char *ngx_http_mpn_enable(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_mpn_cache(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_mpn_redis(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static char *ngx_http_mpn_read_password(ngx_conf_t *cf, ngx_str_t *path,
-    ngx_str_t *password);
 static char *ngx_http_mpn_identity(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_mpn_require_tier(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -93,7 +90,7 @@ static ngx_command_t  ngx_http_mpn_commands[] = {
 
     { ngx_string("mpn_redis"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
-      ngx_http_mpn_redis,
+      ngx_http_mpn_redis_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -1280,213 +1277,6 @@ ngx_http_mpn_conf_error(ngx_conf_t *cf, ngx_http_mpn_conf_pos_t *pos,
 }
 
 
-/* mpn_redis ADDRESS [db=N] [password_file=PATH] [marker=KEY|off]
- *           [connect_timeout=T] [timeout=T] */
-
-static char *
-ngx_http_mpn_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_mpn_main_conf_t *mcf = conf;
-
-    ngx_str_t                  *value, s;
-    ngx_url_t                   u;
-    ngx_uint_t                  i;
-    ngx_msec_t                  t;
-    ngx_http_mpn_redis_conf_t  *rc;
-
-    if (mcf->redis != NULL) {
-        return "is duplicate";
-    }
-
-    rc = ngx_pcalloc(cf->pool, sizeof(ngx_http_mpn_redis_conf_t));
-    if (rc == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    rc->connect_timeout = 200;
-    rc->timeout = 100;
-    ngx_str_set(&rc->marker, "mpn:meta");
-
-    value = cf->args->elts;
-
-    rc->addr_text = value[1];
-
-    if (value[1].len > 5 && ngx_strncmp(value[1].data, "unix:", 5) == 0) {
-
-        if (value[1].data[5] != '/') {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid address \"%V\" in \"mpn_redis\": "
-                               "a unix socket path must be absolute",
-                               &value[1]);
-            return NGX_CONF_ERROR;
-        }
-
-        rc->unix_path.len = value[1].len - 5;
-        rc->unix_path.data = ngx_pnalloc(cf->pool, rc->unix_path.len + 1);
-        if (rc->unix_path.data == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        ngx_cpystrn(rc->unix_path.data, value[1].data + 5,
-                    rc->unix_path.len + 1);
-
-    } else {
-        ngx_memzero(&u, sizeof(ngx_url_t));
-
-        u.url = value[1];
-        u.no_resolve = 0;
-
-        /* a name is resolved here, once, never at request time */
-
-        if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.no_port
-            || u.naddrs == 0 || u.uri.len)
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid address \"%V\" in \"mpn_redis\"%s%s, "
-                               "expected host:port or unix:/path",
-                               &value[1], u.err ? ": " : "",
-                               u.err ? u.err : "");
-            return NGX_CONF_ERROR;
-        }
-
-        rc->port = u.port;
-        rc->host.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
-        if (rc->host.data == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        rc->host.len = ngx_sock_ntop(u.addrs[0].sockaddr,
-                                     u.addrs[0].socklen, rc->host.data,
-                                     NGX_SOCKADDR_STRLEN, 0);
-        rc->host.data[rc->host.len] = '\0';
-    }
-
-    for (i = 2; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
-            rc->db = ngx_atoi(value[i].data + 3, value[i].len - 3);
-
-            if (rc->db == NGX_ERROR) {
-                goto invalid;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "password_file=", 14) == 0) {
-            s.data = value[i].data + 14;
-            s.len = value[i].len - 14;
-
-            if (ngx_http_mpn_read_password(cf, &s, &rc->password)
-                != NGX_CONF_OK)
-            {
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "marker=", 7) == 0) {
-            rc->marker.data = value[i].data + 7;
-            rc->marker.len = value[i].len - 7;
-
-            if (rc->marker.len == 0) {
-                goto invalid;
-            }
-
-            if (rc->marker.len == 3
-                && ngx_strncmp(rc->marker.data, "off", 3) == 0)
-            {
-                rc->marker.len = 0;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "connect_timeout=", 16) == 0) {
-            s.data = value[i].data + 16;
-            s.len = value[i].len - 16;
-
-            t = ngx_parse_time(&s, 0);
-            if (t == (ngx_msec_t) NGX_ERROR || t == 0) {
-                goto invalid;
-            }
-
-            rc->connect_timeout = t;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
-            s.data = value[i].data + 8;
-            s.len = value[i].len - 8;
-
-            t = ngx_parse_time(&s, 0);
-            if (t == (ngx_msec_t) NGX_ERROR || t == 0) {
-                goto invalid;
-            }
-
-            rc->timeout = t;
-            continue;
-        }
-
-        goto invalid;
-    }
-
-    mcf->redis = rc;
-
-    return NGX_CONF_OK;
-
-invalid:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid parameter \"%V\" in \"mpn_redis\"",
-                       &value[i]);
-
-    return NGX_CONF_ERROR;
-}
-
-
-/* the first line of the file; the password itself is never logged */
-
-static char *
-ngx_http_mpn_read_password(ngx_conf_t *cf, ngx_str_t *path,
-    ngx_str_t *password)
-{
-    u_char     *p, *last;
-    ngx_str_t   text;
-
-    if (ngx_http_mpn_conf_read_file(cf, path, 1024, "password_file",
-                                    "mpn_redis", &text)
-        != NGX_OK)
-    {
-        return NGX_CONF_ERROR;
-    }
-
-    last = text.data + text.len;
-
-    for (p = text.data; p < last; p++) {
-        if (*p == CR || *p == LF) {
-            break;
-        }
-    }
-
-    if (p == text.data) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "empty password_file \"%V\" in \"mpn_redis\"",
-                           path);
-        return NGX_CONF_ERROR;
-    }
-
-    password->data = text.data;
-    password->len = p - text.data;
-
-    /* nothing past the first line stays in memory */
-    ngx_explicit_memzero(p, last - p);
-
-    return NGX_CONF_OK;
-}
-
-
 /*
  * Reads a whole file named in a directive into the configuration pool;
  * the emerg line names what the file is, its path and the directive.
@@ -1727,9 +1517,18 @@ ngx_http_mpn_init(ngx_conf_t *cf)
 {
     ngx_array_t                *handlers;
     ngx_http_handler_pt        *h;
+    ngx_http_mpn_main_conf_t   *mcf;
     ngx_http_core_main_conf_t  *cmcf;
 
     if (ngx_http_mpn_add_variables(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_mpn_module);
+
+    if (mcf->redis != NULL
+        && ngx_http_mpn_redis_init_conf(cf, mcf->redis) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 

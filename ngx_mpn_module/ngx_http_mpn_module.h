@@ -36,7 +36,7 @@
 
 
 typedef struct ngx_http_mpn_fetch_s   ngx_http_mpn_fetch_t;
-typedef struct ngx_http_mpn_lookup_s  ngx_http_mpn_lookup_t;
+typedef struct ngx_http_mpn_redis_cmd_s  ngx_http_mpn_redis_cmd_t;
 typedef struct ngx_http_mpn_cache_s   ngx_http_mpn_cache_t;
 
 
@@ -55,14 +55,26 @@ typedef struct {
 
 typedef struct {
     ngx_str_t                  addr_text;    /* as written, for logs */
-    ngx_str_t                  host;         /* numeric IP, NUL-terminated */
+    ngx_addr_t                 addr;         /* resolved at conf time */
+    ngx_str_t                  host;         /* the name, resolved again */
     in_port_t                  port;
-    ngx_str_t                  unix_path;    /* NUL-terminated */
     ngx_int_t                  db;
+    ngx_str_t                  user;         /* ACL user, or none */
     ngx_str_t                  password;     /* never logged */
     ngx_str_t                  marker;       /* dataset marker; empty: off */
     ngx_msec_t                 connect_timeout;
     ngx_msec_t                 timeout;
+    ngx_resolver_t            *resolver;     /* NULL: the conf-time addr */
+    ngx_msec_t                 resolver_timeout;
+    ngx_ssl_t                 *ssl;          /* NULL: no TLS */
+    ngx_str_t                  tls_ca;
+    ngx_str_t                  tls_cert;
+    ngx_str_t                  tls_key;
+    ngx_str_t                  tls_name;     /* NUL-terminated */
+    ngx_flag_t                 tls_verify;
+    unsigned                   tls:1;
+    unsigned                   is_unix:1;
+    unsigned                   numeric:1;    /* a literal address */
 } ngx_http_mpn_redis_conf_t;
 
 
@@ -143,7 +155,7 @@ ngx_http_mpn_ctx_t *ngx_http_mpn_get_ctx(ngx_http_request_t *r);
 ngx_int_t ngx_http_mpn_fetch(ngx_http_request_t *r, ngx_http_mpn_ctx_t *ctx,
     ngx_http_mpn_main_conf_t *mcf);
 
-/* ngx_http_mpn_redis.c: one async connection per worker */
+/* ngx_http_mpn_redis.c: each worker's lookup connection */
 
 /* reply is a redisReply, or NULL when the connection failed */
 typedef void (*ngx_http_mpn_reply_pt)(void *data, void *reply);
@@ -153,9 +165,9 @@ void ngx_http_mpn_redis_init_process(ngx_cycle_t *cycle,
 void ngx_http_mpn_redis_exit_process(void);
 /* connected, set up and the dataset marker seen: lookups can be served */
 ngx_uint_t ngx_http_mpn_redis_ready(void);
-ngx_http_mpn_lookup_t *ngx_http_mpn_redis_get(ngx_str_t *key,
+ngx_http_mpn_redis_cmd_t *ngx_http_mpn_redis_get(ngx_str_t *key,
     ngx_http_mpn_reply_pt handler, void *data);
-void ngx_http_mpn_redis_timed_out(ngx_http_mpn_lookup_t *lookup);
+void ngx_http_mpn_redis_timed_out(ngx_http_mpn_redis_cmd_t *cmd);
 
 /* ngx_http_mpn_subscriber.c: invalidations, with mpn_cache */
 

@@ -1,533 +1,1043 @@
 /*
- * hiredis on nginx's event loop.  The generic part opens one asynchronous
- * connection (AUTH and SELECT go first on every connect), owns its connect
- * timer and event plumbing, and reopens it from a backoff timer after any
- * loss; the invalidation subscriber uses it too.  On top of it, each worker
- * keeps one lookup connection, opened in init_process and closed in
- * exit_process, on which the GETs are pipelined.
+ * Redis connections on nginx's event loop (see ngx_http_mpn_redis.h).
  *
- * The lookup connection is ready only once AUTH and SELECT succeeded and
- * the dataset marker (mpn_redis marker=, default "mpn:meta") exists in its
- * database; the marker is checked again every second.  GETs asked for
- * while the connection is being set up wait here, unsent, and fail if it
- * does not become ready; while the marker is missing they fail at once.  A
- * reply that arrives after a failed check is not used: a Redis that lost
- * its data, or the wrong database, must not turn partners into strangers.
- * For the same reason a nil reply ("no record") is used only once an
- * EXISTS sent after it has found the marker: data flushed under a live
- * connection never reads as not_member, not even before the next check.
+ * A connection goes DOWN -> LOCATING (the topology picks the address,
+ * maybe resolving a name) -> CONNECTING -> HANDSHAKE (TLS only) -> SETUP
+ * (AUTH, SELECT: every reply must be OK) -> READY.  One connect timer
+ * covers everything up to READY.  Commands are redisFormatCommandArgv()
+ * bytes appended to an output buffer and matched, in order, to the
+ * replies a redisReader parses; commands given while the connection is
+ * being opened wait for READY.  Any failure closes the socket and fails
+ * the commands, except that an idempotent command whose time is not up is
+ * carried over, once, to the next connection; the next attempt is always
+ * made from a backoff timer.
+ *
+ * Each worker keeps one such connection for lookups, opened in
+ * init_process and closed in exit_process: ngx_http_mpn_redis_get().
  */
 
+#include <netinet/tcp.h>
+
 #include <hiredis/hiredis.h>
-#include <hiredis/async.h>
 
 #include "ngx_http_mpn_redis.h"
 #include "ngx_http_mpn_status.h"
 
 
-#define NGX_HTTP_MPN_BACKOFF_MIN  50
-#define NGX_HTTP_MPN_BACKOFF_MAX  1000
+#define NGX_HTTP_MPN_BACKOFF_MIN     50
+#define NGX_HTTP_MPN_BACKOFF_MAX     1000
 
-#define NGX_HTTP_MPN_CHECK_INTERVAL    1000  /* ms between marker checks */
-#define NGX_HTTP_MPN_UNREADY_LOG_EVERY  60   /* s between repeated lines */
+#define NGX_HTTP_MPN_REDIS_DOWN        0
+#define NGX_HTTP_MPN_REDIS_LOCATING    1
+#define NGX_HTTP_MPN_REDIS_CONNECTING  2
+#define NGX_HTTP_MPN_REDIS_HANDSHAKE   3
+#define NGX_HTTP_MPN_REDIS_SETUP       4
+#define NGX_HTTP_MPN_REDIS_READY       5
+
+/* a peer gone without a reset is noticed in about 30 s (as hiredis did) */
+#define NGX_HTTP_MPN_KEEPIDLE        15
+#define NGX_HTTP_MPN_KEEPINTVL       5
+#define NGX_HTTP_MPN_KEEPCNT         3
 
 
-struct ngx_http_mpn_lookup_s {
+struct ngx_http_mpn_redis_cmd_s {
+    ngx_queue_t                queue;        /* in sent or waiting */
+    ngx_http_mpn_redis_conn_t *conn;
     ngx_http_mpn_reply_pt      handler;
     void                      *data;
-    uint64_t                   answered;     /* replies counted when sent */
+    char                      *buf;          /* the encoded command */
+    size_t                     len;
+    const char                *setup;        /* "AUTH", "SELECT" or NULL */
+    ngx_uint_t                 flags;
+    ngx_msec_t                 deadline;     /* for a carry-over */
+    ngx_uint_t                 generation;   /* connection it was sent on */
     uint64_t                   seq;          /* order sent */
+    uint64_t                   answered;     /* last answered when sent */
     uint64_t                   sent_usec;    /* for the latency histogram */
-    ngx_http_mpn_lookup_t     *next;         /* free, held or nil list */
-    size_t                     key_len;      /* key of a held lookup */
-    u_char                     key[1];
+    unsigned                   retried:1;
 };
 
 
-typedef struct {
-    ngx_http_mpn_conn_t        conn;
-    uint64_t                   answered;     /* replies received */
-    uint64_t                   seq;          /* commands sent */
-    uint64_t                   check_seq;    /* seq of the last EXISTS */
-    ngx_uint_t                 checks;       /* EXISTS outstanding */
-    size_t                     key_max;      /* prefix + the longest id */
-    ngx_http_mpn_lookup_t     *free;
-    ngx_http_mpn_lookup_t     *held;         /* waiting for "ready" */
-    ngx_http_mpn_lookup_t    **held_last;
-    ngx_http_mpn_lookup_t     *nils;         /* nil replies to confirm */
-    ngx_http_mpn_lookup_t    **nils_last;
-    ngx_event_t                check;        /* the marker check timer */
-    time_t                     unready_logged;
-    unsigned                   ready:1;      /* lookups can be served */
-    unsigned                   checked:1;    /* a check was answered */
-    unsigned                   unready:1;    /* said so in the log */
-} ngx_http_mpn_redis_t;
+static void ngx_http_mpn_redis_attempt(ngx_event_t *ev);
+static void ngx_http_mpn_redis_connect_timeout(ngx_event_t *ev);
+static void ngx_http_mpn_redis_connecting_handler(ngx_event_t *ev);
+static void ngx_http_mpn_redis_established(ngx_http_mpn_redis_conn_t *rc);
+static void ngx_http_mpn_redis_handshaked(ngx_connection_t *c);
+static void ngx_http_mpn_redis_setup(ngx_http_mpn_redis_conn_t *rc);
+static void ngx_http_mpn_redis_setup_reply(ngx_http_mpn_redis_conn_t *rc,
+    ngx_http_mpn_redis_cmd_t *cmd, redisReply *reply);
+static void ngx_http_mpn_redis_ready(ngx_http_mpn_redis_conn_t *rc);
+static ngx_http_mpn_redis_cmd_t *ngx_http_mpn_redis_cmd(
+    ngx_http_mpn_redis_conn_t *rc, int argc, const char **argv,
+    const size_t *argvlen);
+static ngx_int_t ngx_http_mpn_redis_write_cmd(ngx_http_mpn_redis_conn_t *rc,
+    ngx_http_mpn_redis_cmd_t *cmd);
+static void ngx_http_mpn_redis_read_handler(ngx_event_t *ev);
+static void ngx_http_mpn_redis_write_handler(ngx_event_t *ev);
+static void ngx_http_mpn_redis_dispatch(ngx_http_mpn_redis_conn_t *rc,
+    redisReply *reply);
+static void ngx_http_mpn_redis_lost(ngx_http_mpn_redis_conn_t *rc,
+    const char *why, ngx_err_t err);
+static void ngx_http_mpn_redis_close(ngx_http_mpn_redis_conn_t *rc);
+static void ngx_http_mpn_redis_schedule(ngx_http_mpn_redis_conn_t *rc);
+static void ngx_http_mpn_redis_free_cmd(ngx_http_mpn_redis_conn_t *rc,
+    ngx_http_mpn_redis_cmd_t *cmd);
+static void ngx_http_mpn_redis_keepalive(ngx_http_mpn_redis_conn_t *rc,
+    ngx_connection_t *c);
 
 
-static void ngx_http_mpn_conn_connect(ngx_event_t *ev);
-static void ngx_http_mpn_conn_schedule(ngx_http_mpn_conn_t *mc);
-static void ngx_http_mpn_conn_connect_timeout(ngx_event_t *ev);
-static void ngx_http_mpn_conn_on_connect(const redisAsyncContext *ac,
-    int status);
-static void ngx_http_mpn_conn_on_disconnect(const redisAsyncContext *ac,
-    int status);
-static void ngx_http_mpn_conn_setup_reply(redisAsyncContext *ac,
-    void *reply, void *data);
-static void ngx_http_mpn_conn_read_handler(ngx_event_t *ev);
-static void ngx_http_mpn_conn_write_handler(ngx_event_t *ev);
-static void ngx_http_mpn_conn_add_read(void *data);
-static void ngx_http_mpn_conn_del_read(void *data);
-static void ngx_http_mpn_conn_add_write(void *data);
-static void ngx_http_mpn_conn_del_write(void *data);
-static void ngx_http_mpn_conn_cleanup(void *data);
-
-static void ngx_http_mpn_conn_set_up(ngx_http_mpn_conn_t *mc);
-
-static void ngx_http_mpn_redis_on_connect(ngx_http_mpn_conn_t *mc);
-static void ngx_http_mpn_redis_on_ready(ngx_http_mpn_conn_t *mc);
-static void ngx_http_mpn_redis_on_close(ngx_http_mpn_conn_t *mc);
-static void ngx_http_mpn_redis_check_handler(ngx_event_t *ev);
-static void ngx_http_mpn_redis_check(ngx_http_mpn_redis_t *rs);
-static void ngx_http_mpn_redis_send_check(ngx_http_mpn_redis_t *rs);
-static void ngx_http_mpn_redis_check_reply(redisAsyncContext *ac,
-    void *reply, void *data);
-static void ngx_http_mpn_redis_set_ready(ngx_http_mpn_redis_t *rs);
-static void ngx_http_mpn_redis_unready(ngx_http_mpn_redis_t *rs,
-    redisReply *rr);
-static ngx_int_t ngx_http_mpn_redis_send(ngx_http_mpn_redis_t *rs,
-    ngx_http_mpn_lookup_t *lk, u_char *key, size_t len);
-static void ngx_http_mpn_redis_fail_held(ngx_http_mpn_redis_t *rs);
-static void ngx_http_mpn_redis_settle_nils(ngx_http_mpn_redis_t *rs);
-static void ngx_http_mpn_redis_reply(redisAsyncContext *ac, void *reply,
-    void *data);
-
-
-static ngx_http_mpn_redis_t  ngx_http_mpn_redis;
-
-/* a confirmed "no record", handed on after the original reply was freed */
-static redisReply            ngx_http_mpn_redis_nil;
+static ngx_http_mpn_redis_conn_t  ngx_http_mpn_redis_lookups;
 
 static ngx_http_mpn_limit_t  ngx_http_mpn_redis_timeout_limit;
 
 
-/* the generic connection */
+/* a connection */
 
 void
-ngx_http_mpn_conn_start(ngx_http_mpn_conn_t *mc, ngx_cycle_t *cycle)
+ngx_http_mpn_redis_conn_start(ngx_http_mpn_redis_conn_t *rc,
+    ngx_cycle_t *cycle)
 {
-    mc->log = cycle->log;
-    mc->ac = NULL;
-    mc->conn = NULL;
-    mc->backoff = NGX_HTTP_MPN_BACKOFF_MIN;
-    mc->setup = 0;
-    mc->connected = 0;
-    mc->set_up = 0;
-    mc->was_connected = 0;
-    mc->exiting = 0;
+    rc->log = cycle->log;
+
+    /*
+     * ngx_event_connect_peer() logs a refused connect() on every attempt;
+     * this connection logs its own failures, at most once a second
+     */
+    rc->quiet_log = *cycle->log;
+    rc->quiet_log.log_level = NGX_LOG_CRIT;
+
+    rc->peer.connection = NULL;
+    rc->peer_name.data = rc->peer_name_data;
+    rc->reader = NULL;
+    rc->state = NGX_HTTP_MPN_REDIS_DOWN;
+    rc->backoff = NGX_HTTP_MPN_BACKOFF_MIN;
+    rc->was_ready = 0;
+    rc->exiting = 0;
+
+    ngx_queue_init(&rc->sent);
+    ngx_queue_init(&rc->waiting);
 
     /* both timers are cancelable: they never hold up a graceful exit */
 
-    ngx_memzero(&mc->reconnect, sizeof(ngx_event_t));
-    mc->reconnect.handler = ngx_http_mpn_conn_connect;
-    mc->reconnect.data = mc;
-    mc->reconnect.log = cycle->log;
-    mc->reconnect.cancelable = 1;
+    ngx_memzero(&rc->reconnect, sizeof(ngx_event_t));
+    rc->reconnect.handler = ngx_http_mpn_redis_attempt;
+    rc->reconnect.data = rc;
+    rc->reconnect.log = cycle->log;
+    rc->reconnect.cancelable = 1;
 
-    ngx_memzero(&mc->connect_timer, sizeof(ngx_event_t));
-    mc->connect_timer.handler = ngx_http_mpn_conn_connect_timeout;
-    mc->connect_timer.data = mc;
-    mc->connect_timer.log = cycle->log;
-    mc->connect_timer.cancelable = 1;
+    ngx_memzero(&rc->connect_timer, sizeof(ngx_event_t));
+    rc->connect_timer.handler = ngx_http_mpn_redis_connect_timeout;
+    rc->connect_timer.data = rc;
+    rc->connect_timer.log = cycle->log;
+    rc->connect_timer.cancelable = 1;
 
-    ngx_http_mpn_conn_connect(&mc->reconnect);
+    ngx_http_mpn_redis_attempt(&rc->reconnect);
 }
 
 
 void
-ngx_http_mpn_conn_close(ngx_http_mpn_conn_t *mc)
+ngx_http_mpn_redis_conn_close(ngx_http_mpn_redis_conn_t *rc)
 {
-    mc->exiting = 1;
+    rc->exiting = 1;
 
-    if (mc->reconnect.timer_set) {
-        ngx_del_timer(&mc->reconnect);
+    if (rc->reconnect.timer_set) {
+        ngx_del_timer(&rc->reconnect);
     }
 
-    if (mc->ac != NULL) {
-        /* runs the pending callbacks with no reply, then the cleanup hook */
-        redisAsyncFree(mc->ac);
+    /* the pending commands are answered with NULL, none carried over */
+    ngx_http_mpn_redis_close(rc);
+
+    ngx_free(rc->out_start);
+    rc->out_start = NULL;
+    rc->out_pos = NULL;
+    rc->out_last = NULL;
+    rc->out_end = NULL;
+}
+
+
+ngx_uint_t
+ngx_http_mpn_redis_conn_ready(ngx_http_mpn_redis_conn_t *rc)
+{
+    return rc->state == NGX_HTTP_MPN_REDIS_READY;
+}
+
+
+static void
+ngx_http_mpn_redis_attempt(ngx_event_t *ev)
+{
+    ngx_http_mpn_redis_conn_t  *rc = ev->data;
+
+    if (rc->exiting || ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    rc->state = NGX_HTTP_MPN_REDIS_LOCATING;
+
+    ngx_add_timer(&rc->connect_timer, rc->conf->connect_timeout);
+
+    /* calls ngx_http_mpn_redis_conn_connect() or _failed(), now or later */
+    rc->locate(rc);
+}
+
+
+void
+ngx_http_mpn_redis_conn_failed(ngx_http_mpn_redis_conn_t *rc)
+{
+    ngx_http_mpn_redis_close(rc);
+    ngx_http_mpn_redis_schedule(rc);
+}
+
+
+void
+ngx_http_mpn_redis_conn_connect(ngx_http_mpn_redis_conn_t *rc,
+    struct sockaddr *sockaddr, socklen_t socklen, ngx_str_t *name)
+{
+    u_char             errstr[NGX_MAX_ERROR_STR], *p;
+    ngx_int_t          n;
+    ngx_err_t          err;
+    ngx_connection_t  *c;
+
+    ngx_memzero(&rc->peer, sizeof(ngx_peer_connection_t));
+
+    rc->peer.sockaddr = sockaddr;
+    rc->peer.socklen = socklen;
+    rc->peer.name = name;
+    rc->peer.get = ngx_event_get_peer;
+    rc->peer.log = &rc->quiet_log;
+    rc->peer.log_error = NGX_ERROR_ERR;
+    rc->peer.tries = 1;
+
+    n = ngx_event_connect_peer(&rc->peer);
+    err = ngx_socket_errno;
+
+    if (n == NGX_ERROR || n == NGX_BUSY || n == NGX_DECLINED) {
+        p = ngx_strerror(err, errstr, sizeof(errstr));
+        ngx_http_mpn_log_limited(&rc->connect_limit, rc->log,
+                                 "mpn: redis %V: %sconnect failed: %*s",
+                                 &rc->conf->addr_text, rc->role,
+                                 (size_t) (p - errstr), errstr);
+        rc->peer.connection = NULL;
+        ngx_http_mpn_redis_conn_failed(rc);
+        return;
+    }
+
+    c = rc->peer.connection;
+
+    c->pool = ngx_create_pool(512, rc->log);
+    if (c->pool == NULL) {
+        ngx_http_mpn_redis_conn_failed(rc);
+        return;
+    }
+
+    c->data = rc;
+    c->read->handler = ngx_http_mpn_redis_connecting_handler;
+    c->write->handler = ngx_http_mpn_redis_connecting_handler;
+
+    rc->state = NGX_HTTP_MPN_REDIS_CONNECTING;
+
+    if (n == NGX_OK) {
+        /* a unix socket connects at once */
+        ngx_http_mpn_redis_established(rc);
     }
 }
 
 
 static void
-ngx_http_mpn_conn_connect(ngx_event_t *ev)
+ngx_http_mpn_redis_connect_timeout(ngx_event_t *ev)
 {
-    ngx_http_mpn_conn_t        *mc = ev->data;
-    ngx_http_mpn_redis_conf_t  *rc = mc->conf;
+    ngx_http_mpn_redis_conn_t  *rc = ev->data;
 
-    ngx_connection_t   *c;
-    redisAsyncContext  *ac;
-
-    if (mc->exiting || ngx_exiting || ngx_quit || ngx_terminate) {
+    if (rc->state == NGX_HTTP_MPN_REDIS_READY) {
         return;
     }
 
-    /* the address is numeric (resolved at configuration time), so hiredis
-     * never waits on a name lookup here */
-
-    if (rc->unix_path.len) {
-        ac = redisAsyncConnectUnix((char *) rc->unix_path.data);
-
-    } else {
-        ac = redisAsyncConnect((char *) rc->host.data, rc->port);
-    }
-
-    if (ac == NULL) {
-        ngx_http_mpn_log_limited(&mc->connect_limit, mc->log,
-                                 "mpn: redis %V: %sout of memory",
-                                 &rc->addr_text, mc->role);
-        ngx_http_mpn_conn_schedule(mc);
-        return;
-    }
-
-    if (ac->err) {
-        ngx_http_mpn_log_limited(&mc->connect_limit, mc->log,
-                                 "mpn: redis %V: %sconnect failed: %s",
-                                 &rc->addr_text, mc->role, ac->errstr);
-        redisAsyncFree(ac);
-        ngx_http_mpn_conn_schedule(mc);
-        return;
-    }
-
-    c = ngx_get_connection(ac->c.fd, mc->log);
-    if (c == NULL) {
-        redisAsyncFree(ac);
-        ngx_http_mpn_conn_schedule(mc);
-        return;
-    }
-
-    c->data = ac;
-    c->read->handler = ngx_http_mpn_conn_read_handler;
-    c->write->handler = ngx_http_mpn_conn_write_handler;
-    c->read->log = mc->log;
-    c->write->log = mc->log;
-
-    ac->data = mc;
-    ac->ev.data = c;
-    ac->ev.addRead = ngx_http_mpn_conn_add_read;
-    ac->ev.delRead = ngx_http_mpn_conn_del_read;
-    ac->ev.addWrite = ngx_http_mpn_conn_add_write;
-    ac->ev.delWrite = ngx_http_mpn_conn_del_write;
-    ac->ev.cleanup = ngx_http_mpn_conn_cleanup;
-
-    redisAsyncSetConnectCallback(ac, ngx_http_mpn_conn_on_connect);
-    redisAsyncSetDisconnectCallback(ac, ngx_http_mpn_conn_on_disconnect);
-
-    mc->ac = ac;
-    mc->conn = c;
-    mc->connected = 0;
-    mc->set_up = 0;
-    mc->setup = 0;
-
-    /* queued ahead of any other command; the users send theirs only once
-     * every one of these succeeded (on_ready) */
-
-    if (rc->password.len
-        && redisAsyncCommand(ac, ngx_http_mpn_conn_setup_reply, "AUTH",
-                             "AUTH %b", rc->password.data, rc->password.len)
-           == REDIS_OK)
-    {
-        mc->setup++;
-    }
-
-    if (rc->db
-        && redisAsyncCommand(ac, ngx_http_mpn_conn_setup_reply, "SELECT",
-                             "SELECT %d", (int) rc->db)
-           == REDIS_OK)
-    {
-        mc->setup++;
-    }
-
-    /* the first write event tells hiredis the connect has completed */
-    ngx_http_mpn_conn_add_write(c);
-
-    ngx_add_timer(&mc->connect_timer, rc->connect_timeout);
-}
-
-
-static void
-ngx_http_mpn_conn_schedule(ngx_http_mpn_conn_t *mc)
-{
-    if (mc->exiting || ngx_exiting || ngx_quit || ngx_terminate) {
-        return;
-    }
-
-    if (!mc->reconnect.timer_set) {
-        ngx_add_timer(&mc->reconnect, mc->backoff);
-    }
-
-    mc->backoff = ngx_min(mc->backoff * 2, NGX_HTTP_MPN_BACKOFF_MAX);
-}
-
-
-static void
-ngx_http_mpn_conn_connect_timeout(ngx_event_t *ev)
-{
-    ngx_http_mpn_conn_t  *mc = ev->data;
-
-    if (mc->ac == NULL || mc->connected) {
-        return;
-    }
-
-    ngx_http_mpn_log_limited(&mc->connect_limit, mc->log,
+    ngx_http_mpn_log_limited(&rc->connect_limit, rc->log,
                              "mpn: redis %V: %sconnect timed out after %M ms",
-                             &mc->conf->addr_text, mc->role,
-                             mc->conf->connect_timeout);
+                             &rc->conf->addr_text, rc->role,
+                             rc->conf->connect_timeout);
 
-    redisAsyncFree(mc->ac);
+    ngx_http_mpn_redis_conn_failed(rc);
 }
 
 
 static void
-ngx_http_mpn_conn_on_connect(const redisAsyncContext *ac, int status)
+ngx_http_mpn_redis_connecting_handler(ngx_event_t *ev)
 {
-    ngx_http_mpn_conn_t  *mc = ac->data;
+    ngx_connection_t           *c = ev->data;
+    ngx_http_mpn_redis_conn_t  *rc = c->data;
 
-    if (mc->connect_timer.timer_set) {
-        ngx_del_timer(&mc->connect_timer);
+    if (rc->state == NGX_HTTP_MPN_REDIS_CONNECTING) {
+        ngx_http_mpn_redis_established(rc);
+    }
+}
+
+
+static void
+ngx_http_mpn_redis_established(ngx_http_mpn_redis_conn_t *rc)
+{
+    int                err;
+    u_char             errstr[NGX_MAX_ERROR_STR], *p;
+    socklen_t          len;
+    ngx_int_t          n;
+    ngx_connection_t  *c;
+
+    c = rc->peer.connection;
+
+    err = 0;
+    len = sizeof(int);
+
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len) == -1) {
+        err = ngx_socket_errno;
     }
 
-    if (status != REDIS_OK) {
-        /* hiredis frees the context next, and the cleanup hook schedules
-         * the next attempt */
-        ngx_http_mpn_log_limited(&mc->connect_limit, mc->log,
-                                 "mpn: redis %V: %sconnect failed: %s",
-                                 &mc->conf->addr_text, mc->role, ac->errstr);
+    if (err) {
+        p = ngx_strerror(err, errstr, sizeof(errstr));
+        ngx_http_mpn_log_limited(&rc->connect_limit, rc->log,
+                                 "mpn: redis %V: %sconnect failed: %*s",
+                                 &rc->conf->addr_text, rc->role,
+                                 (size_t) (p - errstr), errstr);
+        ngx_http_mpn_redis_conn_failed(rc);
         return;
     }
 
-    mc->connected = 1;
-    mc->backoff = NGX_HTTP_MPN_BACKOFF_MIN;
+    c->log = rc->log;
+    c->read->log = rc->log;
+    c->write->log = rc->log;
 
-    /* a peer that vanished without a reset (a host gone, a dropped route)
-     * is noticed within about 30 s even on a connection that only listens,
-     * like the subscriber's */
+    ngx_http_mpn_redis_keepalive(rc, c);
 
-    if (mc->conf->unix_path.len == 0
-        && redisEnableKeepAlive((redisContext *) &ac->c) != REDIS_OK)
-    {
-        /* hiredis marks the context failed: it is not */
-        ((redisAsyncContext *) ac)->c.err = 0;
-
-        ngx_log_error(NGX_LOG_WARN, mc->log, 0,
-                      "mpn: redis %V: %scannot enable TCP keepalive",
-                      &mc->conf->addr_text, mc->role);
+    if (rc->conf->ssl == NULL) {
+        ngx_http_mpn_redis_setup(rc);
+        return;
     }
 
-    if (mc->was_connected) {
-        ngx_log_error(NGX_LOG_NOTICE, mc->log, 0,
+    rc->state = NGX_HTTP_MPN_REDIS_HANDSHAKE;
+
+    if (ngx_http_mpn_redis_tls_start(rc, c) != NGX_OK) {
+        ngx_http_mpn_redis_conn_failed(rc);
+        return;
+    }
+
+    n = ngx_ssl_handshake(c);
+
+    if (n == NGX_AGAIN) {
+        c->ssl->handler = ngx_http_mpn_redis_handshaked;
+        return;
+    }
+
+    ngx_http_mpn_redis_handshaked(c);
+}
+
+
+/* the TLS handshake has ended, well or not */
+
+static void
+ngx_http_mpn_redis_handshaked(ngx_connection_t *c)
+{
+    ngx_http_mpn_redis_conn_t  *rc = c->data;
+
+    if (!c->ssl->handshaked) {
+        ngx_http_mpn_log_limited(&rc->connect_limit, rc->log,
+                                 "mpn: redis %V: %sTLS handshake failed",
+                                 &rc->conf->addr_text, rc->role);
+        ngx_http_mpn_redis_conn_failed(rc);
+        return;
+    }
+
+    /* the trust and name checks of proxy_ssl_verify */
+
+    if (ngx_http_mpn_redis_tls_check(rc, c) != NGX_OK) {
+        ngx_http_mpn_redis_conn_failed(rc);
+        return;
+    }
+
+    ngx_http_mpn_redis_setup(rc);
+}
+
+
+/*
+ * AUTH and SELECT go first; nothing else is sent until each has answered
+ * OK, so no GET ever runs unauthenticated or in another database.
+ */
+
+static void
+ngx_http_mpn_redis_setup(ngx_http_mpn_redis_conn_t *rc)
+{
+    int                         argc;
+    size_t                      argvlen[3];
+    u_char                      db[NGX_INT_T_LEN];
+    ngx_connection_t           *c;
+    const char                 *argv[3];
+    ngx_http_mpn_redis_cmd_t   *cmd;
+    ngx_http_mpn_redis_conf_t  *conf;
+
+    c = rc->peer.connection;
+    conf = rc->conf;
+
+    rc->reader = redisReaderCreate();
+    if (rc->reader == NULL) {
+        ngx_http_mpn_redis_conn_failed(rc);
+        return;
+    }
+
+    c->read->handler = ngx_http_mpn_redis_read_handler;
+    c->write->handler = ngx_http_mpn_redis_write_handler;
+
+    rc->state = NGX_HTTP_MPN_REDIS_SETUP;
+    rc->setup = 0;
+
+    if (conf->password.len) {
+        argc = 0;
+        argv[argc] = "AUTH";
+        argvlen[argc++] = 4;
+
+        if (conf->user.len) {
+            argv[argc] = (const char *) conf->user.data;
+            argvlen[argc++] = conf->user.len;
+        }
+
+        argv[argc] = (const char *) conf->password.data;
+        argvlen[argc++] = conf->password.len;
+
+        cmd = ngx_http_mpn_redis_cmd(rc, argc, argv, argvlen);
+        if (cmd == NULL) {
+            ngx_http_mpn_redis_conn_failed(rc);
+            return;
+        }
+
+        cmd->setup = "AUTH";
+
+        if (ngx_http_mpn_redis_write_cmd(rc, cmd) != NGX_OK) {
+            ngx_http_mpn_redis_free_cmd(rc, cmd);
+            ngx_http_mpn_redis_conn_failed(rc);
+            return;
+        }
+
+        rc->setup++;
+    }
+
+    if (conf->db) {
+        argv[0] = "SELECT";
+        argvlen[0] = 6;
+        argv[1] = (const char *) db;
+        argvlen[1] = ngx_sprintf(db, "%i", conf->db) - db;
+
+        cmd = ngx_http_mpn_redis_cmd(rc, 2, argv, argvlen);
+        if (cmd == NULL) {
+            ngx_http_mpn_redis_conn_failed(rc);
+            return;
+        }
+
+        cmd->setup = "SELECT";
+
+        if (ngx_http_mpn_redis_write_cmd(rc, cmd) != NGX_OK) {
+            ngx_http_mpn_redis_free_cmd(rc, cmd);
+            ngx_http_mpn_redis_conn_failed(rc);
+            return;
+        }
+
+        rc->setup++;
+    }
+
+    if (rc->setup == 0) {
+        ngx_http_mpn_redis_ready(rc);
+        return;
+    }
+
+    ngx_post_event(c->write, &ngx_posted_events);
+}
+
+
+static void
+ngx_http_mpn_redis_setup_reply(ngx_http_mpn_redis_conn_t *rc,
+    ngx_http_mpn_redis_cmd_t *cmd, redisReply *reply)
+{
+    if (reply->type == REDIS_REPLY_ERROR) {
+        /* the reply text is Redis's, never the password */
+        ngx_http_mpn_log_limited(&rc->error_limit, rc->log,
+                                 "mpn: redis %V: %s%s failed: %*s",
+                                 &rc->conf->addr_text, rc->role, cmd->setup,
+                                 (size_t) ngx_min(reply->len, 200),
+                                 reply->str);
+
+        /* unready: start over later */
+        ngx_http_mpn_redis_conn_failed(rc);
+        return;
+    }
+
+    if (--rc->setup == 0) {
+        ngx_http_mpn_redis_ready(rc);
+    }
+}
+
+
+static void
+ngx_http_mpn_redis_ready(ngx_http_mpn_redis_conn_t *rc)
+{
+    ngx_queue_t                *q;
+    ngx_queue_t                 late;
+    ngx_http_mpn_redis_cmd_t   *cmd;
+
+    rc->state = NGX_HTTP_MPN_REDIS_READY;
+    rc->backoff = NGX_HTTP_MPN_BACKOFF_MIN;
+
+    if (rc->connect_timer.timer_set) {
+        ngx_del_timer(&rc->connect_timer);
+    }
+
+    if (rc->was_ready) {
+        ngx_log_error(NGX_LOG_NOTICE, rc->log, 0,
                       "mpn: redis %V: %sreconnected",
-                      &mc->conf->addr_text, mc->role);
+                      &rc->conf->addr_text, rc->role);
+
+        if (rc->counted) {
+            ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_RECONNECTS);
+        }
     }
 
-    if (mc->on_connect) {
-        mc->on_connect(mc);
+    /* what waited for this connection goes out in the order given */
+
+    ngx_queue_init(&late);
+
+    while (!ngx_queue_empty(&rc->waiting)) {
+        q = ngx_queue_head(&rc->waiting);
+        cmd = ngx_queue_data(q, ngx_http_mpn_redis_cmd_t, queue);
+        ngx_queue_remove(q);
+
+        if (cmd->retried
+            && (ngx_msec_int_t) (cmd->deadline - ngx_current_msec) <= 0)
+        {
+            /* its time ran out while the connection was reopened */
+            ngx_queue_insert_tail(&late, q);
+            continue;
+        }
+
+        if (ngx_http_mpn_redis_write_cmd(rc, cmd) != NGX_OK) {
+            ngx_queue_insert_tail(&late, q);
+            continue;
+        }
+
+        if (cmd->retried && rc->counted) {
+            ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_RETRIES);
+        }
     }
 
-    mc->was_connected = 1;
+    ngx_post_event(rc->peer.connection->write, &ngx_posted_events);
 
-    if (mc->setup == 0 && mc->ac != NULL) {
-        ngx_http_mpn_conn_set_up(mc);
+    if (rc->on_ready) {
+        rc->on_ready(rc);
+    }
+
+    rc->was_ready = 1;
+
+    while (!ngx_queue_empty(&late)) {
+        q = ngx_queue_head(&late);
+        cmd = ngx_queue_data(q, ngx_http_mpn_redis_cmd_t, queue);
+        ngx_queue_remove(q);
+
+        if (rc->counted) {
+            ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);
+        }
+
+        cmd->handler(cmd->data, NULL);
+        ngx_http_mpn_redis_free_cmd(rc, cmd);
+    }
+}
+
+
+/* commands */
+
+ngx_http_mpn_redis_cmd_t *
+ngx_http_mpn_redis_send(ngx_http_mpn_redis_conn_t *rc, int argc,
+    const char **argv, const size_t *argvlen, ngx_uint_t flags,
+    ngx_http_mpn_reply_pt handler, void *data)
+{
+    ngx_msec_t                 wait;
+    ngx_http_mpn_redis_cmd_t  *cmd;
+
+    if (rc->state == NGX_HTTP_MPN_REDIS_DOWN) {
+        /* fail at once while the connection is down */
+        return NULL;
+    }
+
+    cmd = ngx_http_mpn_redis_cmd(rc, argc, argv, argvlen);
+    if (cmd == NULL) {
+        return NULL;
+    }
+
+    cmd->handler = handler;
+    cmd->data = data;
+    cmd->flags = flags;
+
+    /* the same allowance as the request waiting for it */
+
+    wait = rc->conf->timeout;
+
+    if (rc->state != NGX_HTTP_MPN_REDIS_READY) {
+        wait += rc->conf->connect_timeout;
+    }
+
+    cmd->deadline = ngx_current_msec + wait;
+
+    if (rc->state != NGX_HTTP_MPN_REDIS_READY) {
+        ngx_queue_insert_tail(&rc->waiting, &cmd->queue);
+        return cmd;
+    }
+
+    if (ngx_http_mpn_redis_write_cmd(rc, cmd) != NGX_OK) {
+        ngx_http_mpn_redis_free_cmd(rc, cmd);
+        return NULL;
+    }
+
+    /* written after this event: the commands of one turn go together */
+
+    if (!rc->peer.connection->write->posted) {
+        ngx_post_event(rc->peer.connection->write, &ngx_posted_events);
+    }
+
+    return cmd;
+}
+
+
+static ngx_http_mpn_redis_cmd_t *
+ngx_http_mpn_redis_cmd(ngx_http_mpn_redis_conn_t *rc, int argc,
+    const char **argv, const size_t *argvlen)
+{
+    int                        len;
+    char                      *buf;
+    ngx_http_mpn_redis_cmd_t  *cmd;
+
+    len = redisFormatCommandArgv(&buf, argc, argv, argvlen);
+    if (len < 0) {
+        return NULL;
+    }
+
+    cmd = ngx_alloc(sizeof(ngx_http_mpn_redis_cmd_t), rc->log);
+    if (cmd == NULL) {
+        redisFreeCommand(buf);
+        return NULL;
+    }
+
+    ngx_memzero(cmd, sizeof(ngx_http_mpn_redis_cmd_t));
+
+    cmd->conn = rc;
+    cmd->buf = buf;
+    cmd->len = len;
+
+    return cmd;
+}
+
+
+/* appends the command to the output buffer and to the commands sent */
+
+static ngx_int_t
+ngx_http_mpn_redis_write_cmd(ngx_http_mpn_redis_conn_t *rc,
+    ngx_http_mpn_redis_cmd_t *cmd)
+{
+    size_t   size, used;
+    u_char  *p;
+
+    if ((size_t) (rc->out_end - rc->out_last) < cmd->len) {
+        used = rc->out_last - rc->out_pos;
+
+        if (rc->out_pos != rc->out_start) {
+            ngx_memmove(rc->out_start, rc->out_pos, used);
+            rc->out_pos = rc->out_start;
+            rc->out_last = rc->out_start + used;
+        }
+
+        if ((size_t) (rc->out_end - rc->out_last) < cmd->len) {
+            size = ngx_max(2 * (size_t) (rc->out_end - rc->out_start),
+                           ngx_max(used + cmd->len, 4096));
+
+            p = ngx_alloc(size, rc->log);
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+
+            if (used) {
+                ngx_memcpy(p, rc->out_pos, used);
+            }
+
+            ngx_free(rc->out_start);
+
+            rc->out_start = p;
+            rc->out_pos = p;
+            rc->out_last = p + used;
+            rc->out_end = p + size;
+        }
+    }
+
+    rc->out_last = ngx_cpymem(rc->out_last, cmd->buf, cmd->len);
+
+    cmd->generation = rc->generation;
+    cmd->seq = ++rc->seq;
+    cmd->answered = rc->answered;
+    cmd->sent_usec = ngx_http_mpn_usec();
+
+    ngx_queue_insert_tail(&rc->sent, &cmd->queue);
+
+    if (rc->counted && cmd->setup == NULL) {
+        ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_REQUESTS);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_mpn_redis_free_cmd(ngx_http_mpn_redis_conn_t *rc,
+    ngx_http_mpn_redis_cmd_t *cmd)
+{
+    redisFreeCommand(cmd->buf);
+    ngx_free(cmd);
+}
+
+
+void
+ngx_http_mpn_redis_conn_drop(ngx_http_mpn_redis_conn_t *rc, const char *why)
+{
+    if (why != NULL) {
+        ngx_http_mpn_log_limited(&rc->error_limit, rc->log,
+                                 "mpn: redis %V: %sconnection dropped: %s",
+                                 &rc->conf->addr_text, rc->role, why);
+    }
+
+    ngx_http_mpn_redis_close(rc);
+    ngx_http_mpn_redis_schedule(rc);
+}
+
+
+/* I/O: c->recv and c->send are nginx's plain or TLS ones alike */
+
+static void
+ngx_http_mpn_redis_read_handler(ngx_event_t *ev)
+{
+    ngx_connection_t           *c = ev->data;
+    ngx_http_mpn_redis_conn_t  *rc = c->data;
+
+    void        *reply;
+    ssize_t      n;
+    ngx_uint_t   generation;
+    redisReader *reader;
+    u_char       buf[16384];
+
+    generation = rc->generation;
+    reader = rc->reader;
+
+    for ( ;; ) {
+        n = c->recv(c, buf, sizeof(buf));
+
+        if (n == NGX_AGAIN) {
+            break;
+        }
+
+        if (n == 0) {
+            ngx_http_mpn_redis_lost(rc, "closed by the server", 0);
+            return;
+        }
+
+        if (n == NGX_ERROR) {
+            ngx_http_mpn_redis_lost(rc, "read failed", ngx_socket_errno);
+            return;
+        }
+
+        if (redisReaderFeed(reader, (const char *) buf, n) != REDIS_OK) {
+            ngx_http_mpn_redis_lost(rc, "out of memory", 0);
+            return;
+        }
+
+        for ( ;; ) {
+            if (redisReaderGetReply(reader, &reply) != REDIS_OK) {
+                ngx_http_mpn_redis_lost(rc, reader->errstr, 0);
+                return;
+            }
+
+            if (reply == NULL) {
+                break;
+            }
+
+            ngx_http_mpn_redis_dispatch(rc, reply);
+
+            if (rc->generation != generation) {
+                /* a handler dropped the connection */
+                return;
+            }
+        }
+    }
+
+    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        ngx_http_mpn_redis_lost(rc, "cannot wait for a reply", 0);
     }
 }
 
 
 static void
-ngx_http_mpn_conn_set_up(ngx_http_mpn_conn_t *mc)
+ngx_http_mpn_redis_write_handler(ngx_event_t *ev)
 {
-    mc->set_up = 1;
+    ngx_connection_t           *c = ev->data;
+    ngx_http_mpn_redis_conn_t  *rc = c->data;
 
-    if (mc->on_ready) {
-        mc->on_ready(mc);
+    ssize_t  n;
+
+    while (rc->out_pos < rc->out_last) {
+        n = c->send(c, rc->out_pos, rc->out_last - rc->out_pos);
+
+        if (n == NGX_AGAIN) {
+            break;
+        }
+
+        if (n == NGX_ERROR) {
+            ngx_http_mpn_redis_lost(rc, "write failed", ngx_socket_errno);
+            return;
+        }
+
+        rc->out_pos += n;
+    }
+
+    if (rc->out_pos == rc->out_last) {
+        rc->out_pos = rc->out_start;
+        rc->out_last = rc->out_start;
+    }
+
+    if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
+        ngx_http_mpn_redis_lost(rc, "cannot wait to write", 0);
     }
 }
 
 
-static void
-ngx_http_mpn_conn_on_disconnect(const redisAsyncContext *ac, int status)
-{
-    ngx_http_mpn_conn_t  *mc = ac->data;
-
-    if (status != REDIS_OK) {
-        ngx_http_mpn_log_limited(&mc->error_limit, mc->log,
-                                 "mpn: redis %V: %sconnection lost: %s",
-                                 &mc->conf->addr_text, mc->role,
-                                 ac->errstr[0] ? ac->errstr : "closed");
-    }
-}
-
+/* a reply belongs to the oldest command sent */
 
 static void
-ngx_http_mpn_conn_setup_reply(redisAsyncContext *ac, void *reply,
-    void *data)
+ngx_http_mpn_redis_dispatch(ngx_http_mpn_redis_conn_t *rc, redisReply *reply)
 {
-    ngx_http_mpn_conn_t  *mc = ac->data;
-    redisReply           *rr = reply;
+    ngx_queue_t               *q;
+    ngx_http_mpn_redis_cmd_t  *cmd;
 
-    if (rr == NULL) {
-        /* the connection is going away */
+    if (ngx_queue_empty(&rc->sent)) {
+        freeReplyObject(reply);
+        ngx_http_mpn_redis_lost(rc, "a reply to no command", 0);
         return;
     }
 
-    if (rr->type != REDIS_REPLY_ERROR) {
-        if (--mc->setup == 0 && mc->connected && !mc->set_up) {
-            ngx_http_mpn_conn_set_up(mc);
-        }
+    q = ngx_queue_head(&rc->sent);
+    cmd = ngx_queue_data(q, ngx_http_mpn_redis_cmd_t, queue);
 
+    rc->answered = cmd->seq;
+
+    if (cmd->setup != NULL) {
+        ngx_queue_remove(q);
+        ngx_http_mpn_redis_setup_reply(rc, cmd, reply);
+        ngx_http_mpn_redis_free_cmd(rc, cmd);
+        freeReplyObject(reply);
         return;
     }
 
-    /* the reply text is Redis's, never the password; e.g. a db= out of
-     * range, or an ACL user without SELECT */
-    if (ngx_strcmp(data, "SELECT") == 0) {
-        ngx_http_mpn_log_limited(&mc->error_limit, mc->log,
-                                 "mpn: redis %V: %sSELECT %i failed: %*s; "
-                                 "nothing is read until it succeeds",
-                                 &mc->conf->addr_text, mc->role,
-                                 mc->conf->db, (size_t) ngx_min(rr->len, 200),
-                                 rr->str);
+    if (rc->counted) {
+        ngx_http_mpn_status_latency(ngx_http_mpn_usec() - cmd->sent_usec);
 
-    } else {
-        ngx_http_mpn_log_limited(&mc->error_limit, mc->log,
-                                 "mpn: redis %V: %s%s failed: %*s; nothing "
-                                 "is read until it succeeds",
-                                 &mc->conf->addr_text, mc->role,
-                                 (char *) data, (size_t) ngx_min(rr->len, 200),
-                                 rr->str);
-    }
-
-    /* nothing else was sent: close and start over later */
-    redisAsyncDisconnect(ac);
-}
-
-
-/* event plumbing: level-triggered, so hiredis's bounded reads and writes
- * are called again while data or room remains */
-
-static void
-ngx_http_mpn_conn_read_handler(ngx_event_t *ev)
-{
-    ngx_connection_t  *c = ev->data;
-
-    /* may free the context and the connection: touch neither after */
-    redisAsyncHandleRead(c->data);
-}
-
-
-static void
-ngx_http_mpn_conn_write_handler(ngx_event_t *ev)
-{
-    ngx_connection_t  *c = ev->data;
-
-    redisAsyncHandleWrite(c->data);
-}
-
-
-static void
-ngx_http_mpn_conn_add_read(void *data)
-{
-    ngx_connection_t  *c = data;
-
-    if (!c->read->active) {
-        if (ngx_add_event(c->read, NGX_READ_EVENT, 0) != NGX_OK) {
-            ngx_log_error(NGX_LOG_ALERT, c->log, 0,
-                          "mpn: redis: cannot add read event");
+        if (reply->type == REDIS_REPLY_ERROR) {
+            ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);
         }
     }
-}
 
-
-static void
-ngx_http_mpn_conn_del_read(void *data)
-{
-    ngx_connection_t  *c = data;
-
-    if (c->read->active) {
-        ngx_del_event(c->read, NGX_READ_EVENT, 0);
-    }
-}
-
-
-static void
-ngx_http_mpn_conn_add_write(void *data)
-{
-    ngx_connection_t  *c = data;
-
-    if (!c->write->active) {
-        if (ngx_add_event(c->write, NGX_WRITE_EVENT, 0) != NGX_OK) {
-            ngx_log_error(NGX_LOG_ALERT, c->log, 0,
-                          "mpn: redis: cannot add write event");
-        }
-    }
-}
-
-
-static void
-ngx_http_mpn_conn_del_write(void *data)
-{
-    ngx_connection_t  *c = data;
-
-    if (c->write->active) {
-        ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
-    }
-}
-
-
-/* hiredis is freeing the context: it closes the socket itself afterwards */
-
-static void
-ngx_http_mpn_conn_cleanup(void *data)
-{
-    ngx_connection_t     *c = data;
-
-    redisAsyncContext    *ac;
-    ngx_http_mpn_conn_t  *mc;
-
-    ac = c->data;
-    mc = ac->data;
-
-    ngx_http_mpn_conn_del_read(c);
-    ngx_http_mpn_conn_del_write(c);
-
-    if (c->read->posted) {
-        ngx_delete_posted_event(c->read);
-    }
-
-    if (c->write->posted) {
-        ngx_delete_posted_event(c->write);
-    }
-
-    ngx_free_connection(c);
-    c->fd = (ngx_socket_t) -1;
-
-    if (mc->conn != c) {
+    if (cmd->flags & NGX_HTTP_MPN_REDIS_PUSH) {
+        /* stays first: every later reply is its */
+        cmd->handler(cmd->data, reply);
+        freeReplyObject(reply);
         return;
     }
 
-    mc->ac = NULL;
-    mc->conn = NULL;
-    mc->connected = 0;
-    mc->set_up = 0;
+    ngx_queue_remove(q);
 
-    if (mc->connect_timer.timer_set) {
-        ngx_del_timer(&mc->connect_timer);
+    cmd->handler(cmd->data, reply);
+
+    ngx_http_mpn_redis_free_cmd(rc, cmd);
+    freeReplyObject(reply);
+}
+
+
+static void
+ngx_http_mpn_redis_lost(ngx_http_mpn_redis_conn_t *rc, const char *why,
+    ngx_err_t err)
+{
+    u_char   errstr[NGX_MAX_ERROR_STR], *p;
+
+    p = errstr;
+
+    if (err) {
+        p = ngx_strerror(err, errstr, sizeof(errstr));
     }
 
-    if (mc->on_close) {
-        mc->on_close(mc);
+    ngx_http_mpn_log_limited(&rc->error_limit, rc->log,
+                             "mpn: redis %V: %sconnection lost: %s%s%*s",
+                             &rc->conf->addr_text, rc->role, why,
+                             err ? ": " : "", (size_t) (p - errstr), errstr);
+
+    ngx_http_mpn_redis_close(rc);
+    ngx_http_mpn_redis_schedule(rc);
+}
+
+
+/*
+ * Closes the socket, if any, and settles every command: an idempotent one
+ * whose time is not up waits for the next connection (once); the others
+ * are answered with NULL, after on_close.
+ */
+
+static void
+ngx_http_mpn_redis_close(ngx_http_mpn_redis_conn_t *rc)
+{
+    ngx_uint_t                 was;
+    ngx_pool_t                *pool;
+    ngx_queue_t               *q, all, failed;
+    ngx_connection_t          *c;
+    ngx_http_mpn_redis_cmd_t  *cmd;
+
+    c = rc->peer.connection;
+
+    if (c != NULL) {
+        rc->peer.connection = NULL;
+
+        if (c->ssl) {
+            c->ssl->no_wait_shutdown = 1;
+
+            if (ngx_ssl_shutdown(c) == NGX_AGAIN) {
+                /* no room for close_notify: skip it */
+                c->error = 1;
+                (void) ngx_ssl_shutdown(c);
+            }
+        }
+
+        pool = c->pool;
+        ngx_close_connection(c);
+
+        if (pool != NULL) {
+            ngx_destroy_pool(pool);
+        }
     }
 
-    ngx_http_mpn_conn_schedule(mc);
+    if (rc->reader != NULL) {
+        redisReaderFree(rc->reader);
+        rc->reader = NULL;
+    }
+
+    rc->out_pos = rc->out_start;
+    rc->out_last = rc->out_start;
+
+    if (rc->connect_timer.timer_set) {
+        ngx_del_timer(&rc->connect_timer);
+    }
+
+    if (rc->state == NGX_HTTP_MPN_REDIS_LOCATING) {
+        ngx_http_mpn_redis_locate_cancel(rc);
+    }
+
+    was = rc->state;
+    rc->state = NGX_HTTP_MPN_REDIS_DOWN;
+    rc->generation++;
+
+    ngx_queue_init(&all);
+    ngx_queue_init(&failed);
+
+    ngx_queue_add(&all, &rc->sent);
+    ngx_queue_add(&all, &rc->waiting);
+    ngx_queue_init(&rc->sent);
+    ngx_queue_init(&rc->waiting);
+
+    while (!ngx_queue_empty(&all)) {
+        q = ngx_queue_head(&all);
+        cmd = ngx_queue_data(q, ngx_http_mpn_redis_cmd_t, queue);
+        ngx_queue_remove(q);
+
+        if (cmd->setup != NULL) {
+            ngx_http_mpn_redis_free_cmd(rc, cmd);
+            continue;
+        }
+
+        if (!rc->exiting
+            && (cmd->flags & NGX_HTTP_MPN_REDIS_RETRY)
+            && !cmd->retried
+            && (ngx_msec_int_t) (cmd->deadline - ngx_current_msec) > 0)
+        {
+            cmd->retried = 1;
+            ngx_queue_insert_tail(&rc->waiting, q);
+            continue;
+        }
+
+        ngx_queue_insert_tail(&failed, q);
+    }
+
+    if (was == NGX_HTTP_MPN_REDIS_READY && rc->on_close) {
+        rc->on_close(rc);
+    }
+
+    while (!ngx_queue_empty(&failed)) {
+        q = ngx_queue_head(&failed);
+        cmd = ngx_queue_data(q, ngx_http_mpn_redis_cmd_t, queue);
+        ngx_queue_remove(q);
+
+        if (rc->counted) {
+            ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);
+        }
+
+        cmd->handler(cmd->data, NULL);
+        ngx_http_mpn_redis_free_cmd(rc, cmd);
+    }
+}
+
+
+static void
+ngx_http_mpn_redis_schedule(ngx_http_mpn_redis_conn_t *rc)
+{
+    if (rc->exiting || ngx_exiting || ngx_quit || ngx_terminate) {
+        return;
+    }
+
+    if (!rc->reconnect.timer_set) {
+        ngx_add_timer(&rc->reconnect, rc->backoff);
+    }
+
+    rc->backoff = ngx_min(rc->backoff * 2, NGX_HTTP_MPN_BACKOFF_MAX);
+}
+
+
+/*
+ * A peer that vanished without a reset (a host gone, a dropped route) is
+ * noticed within about 30 s even on a connection that only listens, like
+ * the subscriber's.
+ */
+
+static void
+ngx_http_mpn_redis_keepalive(ngx_http_mpn_redis_conn_t *rc,
+    ngx_connection_t *c)
+{
+    int  on, idle, intvl, cnt;
+
+    if (rc->peer.sockaddr->sa_family == AF_UNIX) {
+        return;
+    }
+
+    on = 1;
+    idle = NGX_HTTP_MPN_KEEPIDLE;
+    intvl = NGX_HTTP_MPN_KEEPINTVL;
+    cnt = NGX_HTTP_MPN_KEEPCNT;
+
+    if (setsockopt(c->fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(int)) == -1
+#ifdef TCP_KEEPIDLE
+        || setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(int))
+           == -1
+        || setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(int))
+           == -1
+        || setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(int))
+           == -1
+#endif
+        )
+    {
+        ngx_log_error(NGX_LOG_WARN, rc->log, ngx_socket_errno,
+                      "mpn: redis %V: %scannot enable TCP keepalive",
+                      &rc->conf->addr_text, rc->role);
+    }
 }
 
 
@@ -537,470 +1047,85 @@ void
 ngx_http_mpn_redis_init_process(ngx_cycle_t *cycle,
     ngx_http_mpn_main_conf_t *mcf)
 {
-    ngx_http_mpn_redis_t  *rs = &ngx_http_mpn_redis;
+    ngx_http_mpn_redis_conn_t  *rc = &ngx_http_mpn_redis_lookups;
 
-    ngx_memzero(rs, sizeof(ngx_http_mpn_redis_t));
+    ngx_memzero(rc, sizeof(ngx_http_mpn_redis_conn_t));
 
-    rs->key_max = mcf->key_prefix.len + MPN_ID_MAX;
-    rs->held_last = &rs->held;
-    rs->nils_last = &rs->nils;
+    rc->conf = mcf->redis;
+    rc->role = "";
+    rc->locate = ngx_http_mpn_redis_locate;
+    rc->counted = 1;
 
-    ngx_http_mpn_redis_nil.type = REDIS_REPLY_NIL;
-
-    rs->check.handler = ngx_http_mpn_redis_check_handler;
-    rs->check.data = rs;
-    rs->check.log = cycle->log;
-    rs->check.cancelable = 1;
-
-    rs->conn.conf = mcf->redis;
-    rs->conn.role = "";
-    rs->conn.on_connect = ngx_http_mpn_redis_on_connect;
-    rs->conn.on_ready = ngx_http_mpn_redis_on_ready;
-    rs->conn.on_close = ngx_http_mpn_redis_on_close;
-    rs->conn.data = rs;
-
-    ngx_http_mpn_conn_start(&rs->conn, cycle);
+    ngx_http_mpn_redis_conn_start(rc, cycle);
 }
 
 
 void
 ngx_http_mpn_redis_exit_process(void)
 {
-    ngx_http_mpn_lookup_t  *lk;
-    ngx_http_mpn_redis_t   *rs = &ngx_http_mpn_redis;
-
-    ngx_http_mpn_conn_close(&rs->conn);
-
-    if (rs->check.timer_set) {
-        ngx_del_timer(&rs->check);
-    }
-
-    while (rs->free != NULL) {
-        lk = rs->free;
-        rs->free = lk->next;
-        ngx_free(lk);
-    }
+    ngx_http_mpn_redis_conn_close(&ngx_http_mpn_redis_lookups);
 }
 
 
 ngx_uint_t
-ngx_http_mpn_redis_ready(void)
+ngx_http_mpn_redis_connected(void)
 {
-    return ngx_http_mpn_redis.ready;
+    return ngx_http_mpn_redis_conn_ready(&ngx_http_mpn_redis_lookups);
 }
 
 
-static void
-ngx_http_mpn_redis_on_connect(ngx_http_mpn_conn_t *mc)
-{
-    if (mc->was_connected) {
-        ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_RECONNECTS);
-    }
-}
-
-
-static void
-ngx_http_mpn_redis_on_ready(ngx_http_mpn_conn_t *mc)
-{
-    ngx_http_mpn_redis_t  *rs = mc->data;
-
-    if (mc->conf->marker.len == 0) {
-        ngx_http_mpn_redis_set_ready(rs);
-        return;
-    }
-
-    ngx_http_mpn_redis_check(rs);
-
-    ngx_add_timer(&rs->check, NGX_HTTP_MPN_CHECK_INTERVAL);
-}
-
-
-static void
-ngx_http_mpn_redis_on_close(ngx_http_mpn_conn_t *mc)
-{
-    ngx_http_mpn_redis_t  *rs = mc->data;
-
-    rs->ready = 0;
-    rs->checked = 0;
-    rs->checks = 0;
-
-    if (rs->check.timer_set) {
-        ngx_del_timer(&rs->check);
-    }
-
-    ngx_http_mpn_redis_fail_held(rs);
-    ngx_http_mpn_redis_settle_nils(rs);
-}
-
-
-static void
-ngx_http_mpn_redis_check_handler(ngx_event_t *ev)
-{
-    ngx_http_mpn_redis_t  *rs = ev->data;
-
-    if (rs->conn.ac == NULL || !rs->conn.set_up) {
-        return;
-    }
-
-    ngx_http_mpn_redis_check(rs);
-
-    ngx_add_timer(&rs->check, NGX_HTTP_MPN_CHECK_INTERVAL);
-}
-
-
-/* the periodic check: a slow server gets one at a time */
-
-static void
-ngx_http_mpn_redis_check(ngx_http_mpn_redis_t *rs)
-{
-    if (rs->checks == 0) {
-        ngx_http_mpn_redis_send_check(rs);
-    }
-}
-
-
-/* EXISTS on the lookup connection, in line with the GETs */
-
-static void
-ngx_http_mpn_redis_send_check(ngx_http_mpn_redis_t *rs)
-{
-    ngx_str_t  *marker = &rs->conn.conf->marker;
-
-    if (rs->conn.ac == NULL) {
-        return;
-    }
-
-    if (redisAsyncCommand(rs->conn.ac, ngx_http_mpn_redis_check_reply, rs,
-                          "EXISTS %b", marker->data, marker->len)
-        == REDIS_OK)
-    {
-        rs->checks++;
-        rs->check_seq = ++rs->seq;
-    }
-}
-
-
-static void
-ngx_http_mpn_redis_check_reply(redisAsyncContext *ac, void *reply,
-    void *data)
-{
-    ngx_http_mpn_redis_t  *rs = data;
-    redisReply            *rr = reply;
-
-    if (rr == NULL) {
-        /* the connection is going away: on_close follows */
-        return;
-    }
-
-    rs->checks--;
-    rs->answered++;
-    rs->checked = 1;
-
-    if (rr->type == REDIS_REPLY_INTEGER && rr->integer > 0) {
-        ngx_http_mpn_redis_set_ready(rs);
-
-    } else {
-        ngx_http_mpn_redis_unready(rs, rr);
-    }
-
-    /* every nil reply waiting was sent before this check */
-    ngx_http_mpn_redis_settle_nils(rs);
-}
-
-
-static void
-ngx_http_mpn_redis_set_ready(ngx_http_mpn_redis_t *rs)
-{
-    ngx_http_mpn_lookup_t  *lk, *next;
-
-    if (rs->ready) {
-        return;
-    }
-
-    rs->ready = 1;
-
-    if (rs->unready) {
-        rs->unready = 0;
-        ngx_log_error(NGX_LOG_NOTICE, rs->conn.log, 0,
-                      "mpn: redis %V database %i: dataset marker \"%V\" "
-                      "found, lookups are served again",
-                      &rs->conn.conf->addr_text, rs->conn.conf->db,
-                      &rs->conn.conf->marker);
-    }
-
-    lk = rs->held;
-    rs->held = NULL;
-    rs->held_last = &rs->held;
-
-    for ( /* void */ ; lk != NULL; lk = next) {
-        next = lk->next;
-
-        if (ngx_http_mpn_redis_send(rs, lk, lk->key, lk->key_len) != NGX_OK) {
-            lk->next = rs->free;
-            rs->free = lk;
-            ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);
-            lk->handler(lk->data, NULL);
-        }
-    }
-}
-
-
-/* the marker is missing, or the check got an error reply (NOPERM) */
-
-static void
-ngx_http_mpn_redis_unready(ngx_http_mpn_redis_t *rs, redisReply *rr)
-{
-    ngx_str_t                   option;
-    ngx_http_mpn_redis_conf_t  *rc = rs->conn.conf;
-
-    rs->ready = 0;
-
-    /* one line when it happens, then one a minute while it lasts */
-
-    if (!rs->unready
-        || ngx_time() - rs->unready_logged >= NGX_HTTP_MPN_UNREADY_LOG_EVERY)
-    {
-        rs->unready = 1;
-        rs->unready_logged = ngx_time();
-
-        if (rr->type == REDIS_REPLY_ERROR) {
-            ngx_log_error(NGX_LOG_ERR, rs->conn.log, 0,
-                          "mpn: redis %V database %i: the dataset marker "
-                          "check (EXISTS \"%V\") failed: %*s; lookups fail "
-                          "until it succeeds",
-                          &rc->addr_text, rc->db, &rc->marker,
-                          (size_t) ngx_min(rr->len, 200), rr->str);
-
-        } else {
-            /* the command that writes it, for a marker= of its own too */
-            ngx_str_null(&option);
-
-            if (rc->marker.len != 8
-                || ngx_strncmp(rc->marker.data, "mpn:meta", 8) != 0)
-            {
-                ngx_str_set(&option, " --marker ");
-            }
-
-            ngx_log_error(NGX_LOG_ERR, rs->conn.log, 0,
-                          "mpn: redis %V database %i: no dataset marker "
-                          "\"%V\", so lookups fail until it exists: is "
-                          "this the right server and database, or was its "
-                          "data lost?  Once the records are there, write "
-                          "the marker with \"mpnctl --redis %V --db %i "
-                          "init%V%V\"",
-                          &rc->addr_text, rc->db, &rc->marker,
-                          &rc->addr_text, rc->db, &option,
-                          option.len ? &rc->marker : &option);
-        }
-    }
-
-    ngx_http_mpn_redis_fail_held(rs);
-}
-
-
-/* nil replies: "no record" if the marker is there, else unavailable */
-
-static void
-ngx_http_mpn_redis_settle_nils(ngx_http_mpn_redis_t *rs)
-{
-    redisReply             *reply;
-    ngx_http_mpn_lookup_t  *lk, *next;
-
-    lk = rs->nils;
-    rs->nils = NULL;
-    rs->nils_last = &rs->nils;
-
-    reply = rs->ready ? &ngx_http_mpn_redis_nil : NULL;
-
-    for ( /* void */ ; lk != NULL; lk = next) {
-        next = lk->next;
-
-        lk->next = rs->free;
-        rs->free = lk;
-
-        if (reply == NULL) {
-            ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);
-        }
-
-        lk->handler(lk->data, reply);
-    }
-}
-
-
-static void
-ngx_http_mpn_redis_fail_held(ngx_http_mpn_redis_t *rs)
-{
-    ngx_http_mpn_lookup_t  *lk, *next;
-
-    lk = rs->held;
-    rs->held = NULL;
-    rs->held_last = &rs->held;
-
-    for ( /* void */ ; lk != NULL; lk = next) {
-        next = lk->next;
-
-        lk->next = rs->free;
-        rs->free = lk;
-
-        ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);
-        lk->handler(lk->data, NULL);
-    }
-}
-
-
-ngx_http_mpn_lookup_t *
+ngx_http_mpn_redis_cmd_t *
 ngx_http_mpn_redis_get(ngx_str_t *key, ngx_http_mpn_reply_pt handler,
     void *data)
 {
-    ngx_http_mpn_lookup_t  *lk;
-    ngx_http_mpn_redis_t   *rs = &ngx_http_mpn_redis;
+    size_t                     argvlen[2];
+    const char                *argv[2];
+    ngx_http_mpn_redis_cmd_t  *cmd;
 
-    if (rs->conn.ac == NULL || (rs->checked && !rs->ready)
-        || key->len > rs->key_max)
-    {
-        /* no connection, or no marker in its database */
+    argv[0] = "GET";
+    argvlen[0] = 3;
+    argv[1] = (const char *) key->data;
+    argvlen[1] = key->len;
+
+    /* GET is idempotent: it may be sent again after a loss */
+
+    cmd = ngx_http_mpn_redis_send(&ngx_http_mpn_redis_lookups, 2, argv,
+                                  argvlen, NGX_HTTP_MPN_REDIS_RETRY, handler,
+                                  data);
+
+    if (cmd == NULL) {
         ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);
-        return NULL;
     }
 
-    lk = rs->free;
-
-    if (lk != NULL) {
-        rs->free = lk->next;
-
-    } else {
-        lk = ngx_alloc(sizeof(ngx_http_mpn_lookup_t) + rs->key_max,
-                       rs->conn.log);
-        if (lk == NULL) {
-            return NULL;
-        }
-    }
-
-    lk->handler = handler;
-    lk->data = data;
-
-    if (!rs->ready) {
-        /* the connection is being set up: sent once it is ready */
-        ngx_memcpy(lk->key, key->data, key->len);
-        lk->key_len = key->len;
-        lk->answered = rs->answered;
-        lk->next = NULL;
-
-        *rs->held_last = lk;
-        rs->held_last = &lk->next;
-
-        return lk;
-    }
-
-    if (ngx_http_mpn_redis_send(rs, lk, key->data, key->len) != NGX_OK) {
-        lk->next = rs->free;
-        rs->free = lk;
-        ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);
-        return NULL;
-    }
-
-    return lk;
-}
-
-
-static ngx_int_t
-ngx_http_mpn_redis_send(ngx_http_mpn_redis_t *rs, ngx_http_mpn_lookup_t *lk,
-    u_char *key, size_t len)
-{
-    lk->answered = rs->answered;
-    lk->seq = rs->seq + 1;
-    lk->sent_usec = ngx_http_mpn_usec();
-
-    if (rs->conn.ac == NULL
-        || redisAsyncCommand(rs->conn.ac, ngx_http_mpn_redis_reply, lk,
-                             "GET %b", key, len)
-           != REDIS_OK)
-    {
-        /* the context is disconnecting or being freed */
-        return NGX_ERROR;
-    }
-
-    rs->seq = lk->seq;
-
-    ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_REQUESTS);
-
-    return NGX_OK;
+    return cmd;
 }
 
 
 /*
- * A wait ran out.  When nothing at all has been answered since that GET was
- * sent (or held, while the connection was being set up), the connection is
- * stalled (e.g. a stopped server): drop it, which fails every pending
- * lookup now and reconnects with backoff, instead of letting lookups pile
- * up on a dead socket.  A server that is slow but still answering the
- * commands queued before keeps its connection.
+ * A wait ran out.  When nothing at all has been answered on this
+ * connection since that GET was sent, the connection is stalled (e.g. a
+ * stopped server): drop it, which settles every pending lookup now and
+ * reconnects with backoff, instead of letting lookups pile up on a dead
+ * socket.  A server that is slow but still answering the GETs queued
+ * before keeps its connection.
  */
 
 void
-ngx_http_mpn_redis_timed_out(ngx_http_mpn_lookup_t *lk)
+ngx_http_mpn_redis_timed_out(ngx_http_mpn_redis_cmd_t *cmd)
 {
-    ngx_http_mpn_redis_t  *rs = &ngx_http_mpn_redis;
+    ngx_http_mpn_redis_conn_t  *rc = cmd->conn;
 
     ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_TIMEOUTS);
 
-    ngx_http_mpn_log_limited(&ngx_http_mpn_redis_timeout_limit, rs->conn.log,
+    ngx_http_mpn_log_limited(&ngx_http_mpn_redis_timeout_limit, rc->log,
                              "mpn: redis %V: no reply within %M ms",
-                             &rs->conn.conf->addr_text,
-                             rs->conn.conf->timeout);
+                             &rc->conf->addr_text, rc->conf->timeout);
 
-    if (rs->conn.ac != NULL && rs->answered == lk->answered) {
-        redisAsyncFree(rs->conn.ac);
+    if (rc->state == NGX_HTTP_MPN_REDIS_READY
+        && cmd->generation == rc->generation
+        && cmd->seq != 0
+        && rc->answered == cmd->answered)
+    {
+        ngx_http_mpn_redis_conn_drop(rc, NULL);
     }
-}
-
-
-static void
-ngx_http_mpn_redis_reply(redisAsyncContext *ac, void *reply, void *data)
-{
-    ngx_http_mpn_lookup_t  *lk = data;
-    ngx_http_mpn_redis_t   *rs = &ngx_http_mpn_redis;
-
-    ngx_http_mpn_reply_pt   handler;
-    void                   *hdata;
-
-    if (reply != NULL) {
-        rs->answered++;
-        ngx_http_mpn_status_latency(ngx_http_mpn_usec() - lk->sent_usec);
-
-        if (!rs->ready) {
-            /* sent before a marker check that failed: not used */
-            reply = NULL;
-            ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);
-
-        } else if (((redisReply *) reply)->type == REDIS_REPLY_NIL
-                   && rs->conn.conf->marker.len)
-        {
-            /* "no record" waits for a check sent after this GET */
-            lk->next = NULL;
-            *rs->nils_last = lk;
-            rs->nils_last = &lk->next;
-
-            if (rs->check_seq < lk->seq) {
-                ngx_http_mpn_redis_send_check(rs);
-            }
-
-            return;
-
-        } else if (((redisReply *) reply)->type == REDIS_REPLY_ERROR) {
-            ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);
-        }
-
-    } else {
-        /* the connection failed with the GET pending */
-        ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);
-    }
-
-    handler = lk->handler;
-    hdata = lk->data;
-
-    lk->next = rs->free;
-    rs->free = lk;
-
-    handler(hdata, reply);
 }

@@ -1,11 +1,19 @@
 /*
- * One hiredis asynchronous connection on nginx's event loop, shared by the
- * lookup connection (ngx_http_mpn_redis.c) and the invalidation subscriber
- * (ngx_http_mpn_subscriber.c): connect with AUTH and SELECT queued first,
- * a connect timer, the read/write event plumbing, and reconnection with
- * backoff from a timer after any loss.  A user sends nothing of its own
- * before on_ready: every setup command succeeded, so nothing is read
- * unauthenticated or from a database that was not selected.
+ * Redis on nginx's own connections.
+ *
+ * A connection (ngx_http_mpn_redis_conn_t) is an nginx peer connection,
+ * with TLS from nginx's OpenSSL layer when configured, carrying pipelined
+ * commands: hiredis only encodes them (redisFormatCommandArgv) and parses
+ * the replies (a redisReader).  AUTH and SELECT go first on every
+ * connection and must succeed before anything else is sent; a lost
+ * connection is reopened from a backoff timer.  Where to connect comes
+ * from a "locate" callback, so a topology (re-resolved names today;
+ * Sentinel, replicas, Cluster nodes later) decides the address of each
+ * attempt (ngx_http_mpn_redis_server.c).
+ *
+ * The rest of the module calls two things: ngx_http_mpn_redis_get() on the
+ * worker's lookup connection ("get this key, call me back"), and, for the
+ * invalidation subscriber, a connection of its own with a PUSH command.
  */
 
 #ifndef NGX_HTTP_MPN_REDIS_H
@@ -14,46 +22,106 @@
 #include "ngx_http_mpn_module.h"
 
 
-struct redisAsyncContext;
+/* ngx_http_mpn_redis_send() flags */
 
-typedef struct ngx_http_mpn_conn_s  ngx_http_mpn_conn_t;
+/* idempotent: may be sent once more on the next connection after a loss */
+#define NGX_HTTP_MPN_REDIS_RETRY  0x01
+/* answered again and again (SUBSCRIBE): stays until the connection goes */
+#define NGX_HTTP_MPN_REDIS_PUSH   0x02
 
-typedef void (*ngx_http_mpn_conn_pt)(ngx_http_mpn_conn_t *mc);
+
+typedef struct ngx_http_mpn_redis_conn_s  ngx_http_mpn_redis_conn_t;
+
+typedef void (*ngx_http_mpn_redis_conn_pt)(ngx_http_mpn_redis_conn_t *rc);
 
 
-struct ngx_http_mpn_conn_s {
+struct ngx_http_mpn_redis_conn_s {
+    /* set by the caller before ngx_http_mpn_redis_conn_start() */
     ngx_http_mpn_redis_conf_t *conf;
-    ngx_log_t                 *log;
     const char                *role;         /* "" or e.g. "subscriber: " */
+    ngx_http_mpn_redis_conn_pt locate;       /* calls ..._conn_connect() */
+    ngx_http_mpn_redis_conn_pt on_ready;     /* setup done: serve */
+    ngx_http_mpn_redis_conn_pt on_close;     /* a ready connection went */
+    void                      *data;
+    unsigned                   counted:1;    /* in mpn_redis_* metrics */
 
-    struct redisAsyncContext  *ac;           /* NULL while disconnected */
-    ngx_connection_t          *conn;
+    /* the layer's own */
+    ngx_log_t                 *log;
+    ngx_log_t                  quiet_log;    /* connect(): ours rate-limited */
+    ngx_peer_connection_t      peer;         /* peer.connection: NULL if
+                                                none */
+    ngx_sockaddr_t             addr;         /* of the last attempt */
+    socklen_t                  addr_len;
+    ngx_str_t                  peer_name;    /* addr as text */
+    u_char                     peer_name_data[NGX_SOCKADDR_STRLEN];
+    void                      *reader;       /* redisReader */
+    ngx_uint_t                 state;
+    ngx_uint_t                 setup;        /* setup replies still due */
+    ngx_uint_t                 generation;   /* of the connection */
+
+    ngx_queue_t                sent;         /* commands awaiting a reply */
+    ngx_queue_t                waiting;      /* to send once ready */
+
+    u_char                    *out_start;    /* the output buffer */
+    u_char                    *out_pos;
+    u_char                    *out_last;
+    u_char                    *out_end;
+
+    uint64_t                   seq;          /* of the last command sent */
+    uint64_t                   answered;     /* of the last one answered */
+
     ngx_event_t                reconnect;
     ngx_event_t                connect_timer;
     ngx_msec_t                 backoff;
-    ngx_uint_t                 setup;        /* setup replies outstanding */
-
-    /* the server accepted the connection; was_connected tells a reconnect */
-    ngx_http_mpn_conn_pt       on_connect;
-    /* AUTH and SELECT succeeded (or there were none) */
-    ngx_http_mpn_conn_pt       on_ready;
-    /* the context is being freed: its pending callbacks have run */
-    ngx_http_mpn_conn_pt       on_close;
-    void                      *data;
+    void                      *resolving;    /* ngx_resolver_ctx_t */
 
     ngx_http_mpn_limit_t       connect_limit;
     ngx_http_mpn_limit_t       error_limit;
 
-    unsigned                   connected:1;
-    unsigned                   set_up:1;     /* on_ready was called */
-    unsigned                   was_connected:1;
+    unsigned                   was_ready:1;
     unsigned                   exiting:1;
 };
 
 
-/* mc->conf, role, on_connect, on_ready, on_close and data are set by the
- * caller */
-void ngx_http_mpn_conn_start(ngx_http_mpn_conn_t *mc, ngx_cycle_t *cycle);
-void ngx_http_mpn_conn_close(ngx_http_mpn_conn_t *mc);
+void ngx_http_mpn_redis_conn_start(ngx_http_mpn_redis_conn_t *rc,
+    ngx_cycle_t *cycle);
+void ngx_http_mpn_redis_conn_close(ngx_http_mpn_redis_conn_t *rc);
+
+/* from locate: connect to this address (copied), or give up this attempt */
+void ngx_http_mpn_redis_conn_connect(ngx_http_mpn_redis_conn_t *rc,
+    struct sockaddr *sockaddr, socklen_t socklen, ngx_str_t *name);
+void ngx_http_mpn_redis_conn_failed(ngx_http_mpn_redis_conn_t *rc);
+
+ngx_uint_t ngx_http_mpn_redis_conn_ready(ngx_http_mpn_redis_conn_t *rc);
+
+/*
+ * Queues a command: sent at once on a ready connection, on readiness on
+ * one being opened; NULL when there is no connection (handler not called).
+ * Otherwise the handler is called exactly once (PUSH: once per reply, then
+ * once with NULL), with a reply, or NULL when none will come.
+ */
+ngx_http_mpn_redis_cmd_t *ngx_http_mpn_redis_send(
+    ngx_http_mpn_redis_conn_t *rc, int argc, const char **argv,
+    const size_t *argvlen, ngx_uint_t flags, ngx_http_mpn_reply_pt handler,
+    void *data);
+
+/* closes the connection now (its commands fail or are retried) and
+ * reconnects with backoff */
+void ngx_http_mpn_redis_conn_drop(ngx_http_mpn_redis_conn_t *rc,
+    const char *why);
+
+
+/* ngx_http_mpn_redis_server.c: the topology, the mpn_redis directive */
+
+char *ngx_http_mpn_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_mpn_redis_init_conf(ngx_conf_t *cf,
+    ngx_http_mpn_redis_conf_t *rc);
+void ngx_http_mpn_redis_locate(ngx_http_mpn_redis_conn_t *rc);
+void ngx_http_mpn_redis_locate_cancel(ngx_http_mpn_redis_conn_t *rc);
+ngx_int_t ngx_http_mpn_redis_tls_start(ngx_http_mpn_redis_conn_t *rc,
+    ngx_connection_t *c);
+ngx_int_t ngx_http_mpn_redis_tls_check(ngx_http_mpn_redis_conn_t *rc,
+    ngx_connection_t *c);
 
 #endif /* NGX_HTTP_MPN_REDIS_H */

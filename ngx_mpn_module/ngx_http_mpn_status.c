@@ -102,6 +102,9 @@ static ngx_http_mpn_metric_t  ngx_http_mpn_counters[] = {
       "Requests whose wait for a Redis reply ran out." },
     { "reconnects", "mpn_redis_reconnects_total",
       "Lookup connections to Redis re-established after a loss." },
+    { "retries", "mpn_redis_retries_total",
+      "GETs sent once more on a new connection after the one they were "
+      "sent on was lost." },
     { "invalidations", "mpn_invalidations_total",
       "Invalidation messages received on the channel." },
     { "hits", "mpn_token_cache_hits_total",
@@ -482,7 +485,7 @@ ngx_http_mpn_status_json(u_char *p, ngx_http_mpn_stats_t *st,
     p = ngx_sprintf(p, "},\"redis\":{");
 
     for (i = NGX_HTTP_MPN_STAT_REDIS_REQUESTS;
-         i <= NGX_HTTP_MPN_STAT_REDIS_RECONNECTS;
+         i <= NGX_HTTP_MPN_STAT_REDIS_RETRIES;
          i++)
     {
         p = ngx_sprintf(p, "\"%s\":%uA,", ngx_http_mpn_counters[i].json,

@@ -11,11 +11,10 @@
  * One worker losing its subscription while another stays subscribed is no
  * gap.  A worker's first subscription marks no gap, so a reload keeps its
  * hits, unless it replaces a worker that died subscribed with nobody else
- * listening.
+ * listening.  SUBSCRIBE is sent once AUTH and SELECT succeeded.
  */
 
 #include <hiredis/hiredis.h>
-#include <hiredis/async.h>
 
 #include "ngx_http_mpn_redis.h"
 #include "ngx_http_mpn_cache.h"
@@ -23,7 +22,7 @@
 
 
 typedef struct {
-    ngx_http_mpn_conn_t        conn;
+    ngx_http_mpn_redis_conn_t  conn;
     ngx_http_mpn_cache_t      *cache;
     ngx_str_t                  channel;
     unsigned                   started:1;
@@ -32,10 +31,9 @@ typedef struct {
 } ngx_http_mpn_subscriber_t;
 
 
-static void ngx_http_mpn_subscriber_on_ready(ngx_http_mpn_conn_t *mc);
-static void ngx_http_mpn_subscriber_on_close(ngx_http_mpn_conn_t *mc);
-static void ngx_http_mpn_subscriber_reply(redisAsyncContext *ac,
-    void *reply, void *data);
+static void ngx_http_mpn_subscriber_on_ready(ngx_http_mpn_redis_conn_t *rc);
+static void ngx_http_mpn_subscriber_on_close(ngx_http_mpn_redis_conn_t *rc);
+static void ngx_http_mpn_subscriber_reply(void *data, void *reply);
 static void ngx_http_mpn_subscriber_subscribed(ngx_http_mpn_subscriber_t *s);
 static void ngx_http_mpn_subscriber_message(ngx_http_mpn_subscriber_t *s,
     redisReply *payload);
@@ -64,11 +62,12 @@ ngx_http_mpn_subscriber_init_process(ngx_cycle_t *cycle,
 
     s->conn.conf = mcf->redis;
     s->conn.role = "subscriber: ";
+    s->conn.locate = ngx_http_mpn_redis_locate;
     s->conn.on_ready = ngx_http_mpn_subscriber_on_ready;
     s->conn.on_close = ngx_http_mpn_subscriber_on_close;
     s->conn.data = s;
 
-    ngx_http_mpn_conn_start(&s->conn, cycle);
+    ngx_http_mpn_redis_conn_start(&s->conn, cycle);
 }
 
 
@@ -84,34 +83,40 @@ ngx_http_mpn_subscriber_exit_process(void)
     /* a clean exit: no gap, the other workers keep listening */
     s->subscribed = 0;
 
-    ngx_http_mpn_conn_close(&s->conn);
+    ngx_http_mpn_redis_conn_close(&s->conn);
 
     (void) ngx_http_mpn_cache_subscribed(s->cache, 0, NULL);
 }
 
 
 static void
-ngx_http_mpn_subscriber_on_ready(ngx_http_mpn_conn_t *mc)
+ngx_http_mpn_subscriber_on_ready(ngx_http_mpn_redis_conn_t *rc)
 {
-    ngx_http_mpn_subscriber_t  *s = mc->data;
+    ngx_http_mpn_subscriber_t  *s = rc->data;
 
-    /* AUTH and SELECT succeeded */
+    size_t       argvlen[2];
+    const char  *argv[2];
 
-    if (redisAsyncCommand(mc->ac, ngx_http_mpn_subscriber_reply, s,
-                          "SUBSCRIBE %b", s->channel.data, s->channel.len)
-        != REDIS_OK)
+    argv[0] = "SUBSCRIBE";
+    argvlen[0] = 9;
+    argv[1] = (const char *) s->channel.data;
+    argvlen[1] = s->channel.len;
+
+    /* the confirmation, then every message, come to the one command */
+
+    if (ngx_http_mpn_redis_send(rc, 2, argv, argvlen, NGX_HTTP_MPN_REDIS_PUSH,
+                                ngx_http_mpn_subscriber_reply, s)
+        == NULL)
     {
-        ngx_log_error(NGX_LOG_ERR, mc->log, 0,
-                      "mpn: redis %V: subscriber: cannot send SUBSCRIBE",
-                      &mc->conf->addr_text);
+        ngx_http_mpn_redis_conn_drop(rc, "cannot send SUBSCRIBE");
     }
 }
 
 
 static void
-ngx_http_mpn_subscriber_on_close(ngx_http_mpn_conn_t *mc)
+ngx_http_mpn_subscriber_on_close(ngx_http_mpn_redis_conn_t *rc)
 {
-    ngx_http_mpn_subscriber_t  *s = mc->data;
+    ngx_http_mpn_subscriber_t  *s = rc->data;
 
     ngx_uint_t  others;
 
@@ -124,27 +129,27 @@ ngx_http_mpn_subscriber_on_close(ngx_http_mpn_conn_t *mc)
     others = ngx_http_mpn_cache_subscribed(s->cache, 0, NULL);
 
     if (others) {
-        ngx_log_error(NGX_LOG_WARN, mc->log, 0,
+        ngx_log_error(NGX_LOG_WARN, rc->log, 0,
                       "mpn: redis %V: subscriber: lost channel \"%V\", "
                       "%ui other worker%s still listening",
-                      &mc->conf->addr_text, &s->channel, others,
+                      &rc->conf->addr_text, &s->channel, others,
                       others == 1 ? " is" : "s are");
         return;
     }
 
     ngx_http_mpn_cache_mark_gap(s->cache);
 
-    ngx_log_error(NGX_LOG_WARN, mc->log, 0,
+    ngx_log_error(NGX_LOG_WARN, rc->log, 0,
                   "mpn: redis %V: subscriber: lost channel \"%V\", "
                   "nobody listens: cached entries count as expired",
-                  &mc->conf->addr_text, &s->channel);
+                  &rc->conf->addr_text, &s->channel);
 }
 
 
 /* the SUBSCRIBE confirmation, then every message on the channel */
 
 static void
-ngx_http_mpn_subscriber_reply(redisAsyncContext *ac, void *reply, void *data)
+ngx_http_mpn_subscriber_reply(void *data, void *reply)
 {
     ngx_http_mpn_subscriber_t  *s = data;
     redisReply                 *rr = reply;
@@ -152,7 +157,7 @@ ngx_http_mpn_subscriber_reply(redisAsyncContext *ac, void *reply, void *data)
     redisReply  *kind;
 
     if (rr == NULL) {
-        /* the connection is going away: on_close follows */
+        /* the connection is going away: on_close has run */
         return;
     }
 
@@ -161,7 +166,7 @@ ngx_http_mpn_subscriber_reply(redisAsyncContext *ac, void *reply, void *data)
                                  "mpn: redis %V: subscriber: SUBSCRIBE "
                                  "failed: %*s", &s->conn.conf->addr_text,
                                  (size_t) ngx_min(rr->len, 200), rr->str);
-        redisAsyncDisconnect(ac);
+        ngx_http_mpn_redis_conn_drop(&s->conn, NULL);
         return;
     }
 
