@@ -14,15 +14,17 @@ use MpnTest qw(status header);
 our @EXPORT = qw(cache_conf setup_html status_json get_id cache_of);
 
 # cache_conf(cache => 'zone=c:1m ttl=..', redis => 'extra mpn_redis args',
-#            http => 'extra http lines', listen => 'reuseport')
+#            http => 'extra http lines', listen => 'reuseport',
+#            addr => 'mpn_redis address' (default %%REDIS%%))
 sub cache_conf {
     my (%o) = @_;
+    my $addr = $o{addr} // '%%REDIS%%';
     my $cache = defined $o{cache} ? "mpn_cache $o{cache};" : '';
     my $redis = $o{redis} // '';
     my $http = $o{http} // '';
     my $listen = $o{listen} // '';
     return <<"EOF";
-    mpn_redis %%REDIS%% $redis;
+    mpn_redis $addr $redis;
     $cache
     $http
     server {

@@ -60,7 +60,10 @@ sub marker_json {
 # Starts redis-server (daemonize no) in a temporary directory; dies unless
 # it answers PING within 5 s.  Options: dir, port (to come back on the
 # same port after a stop), conf (extra redis.conf lines), password (for
-# requirepass), marker => 0 (do not write the dataset marker in db 0).
+# requirepass), marker => 0 (do not write the dataset marker in db 0), tls
+# (the TLS lines of MpnTls::redis_conf: a TLS port is opened beside the
+# plain one, which the tests' own client keeps using), tls_port, bind (a
+# loopback address other than 127.0.0.1, for a name that moves).
 sub start {
     my ($class, %opt) = @_;
 
@@ -68,10 +71,12 @@ sub start {
     my $dir = $opt{dir} || tempdir('mpn-redis-XXXXXX', TMPDIR => 1,
                                    CLEANUP => 1);
     my $port = $opt{port} || free_port();
+    my $tls_port = $opt{tls} ? ($opt{tls_port} || free_port()) : undef;
+    my $bind = $opt{bind} || '127.0.0.1';
 
     open(my $fh, '>', "$dir/redis.conf") or die "$dir/redis.conf: $!";
     print $fh join("\n",
-        'bind 127.0.0.1',
+        "bind $bind",
         "port $port",
         'save ""',
         'appendonly no',
@@ -80,6 +85,7 @@ sub start {
         "logfile $dir/redis.log",
         "unixsocket $dir/redis.sock",
         'unixsocketperm 700',
+        ($tls_port ? ("tls-port $tls_port", @{$opt{tls}}) : ()),
         @{$opt{conf} || []}), "\n";
     close $fh;
 
@@ -91,12 +97,12 @@ sub start {
         exec($bin, "$dir/redis.conf") or POSIX::_exit(127);
     }
 
-    my $self = bless { pid => $pid, port => $port, dir => $dir,
-                       owner => $$ }, $class;
+    my $self = bless { pid => $pid, port => $port, tls_port => $tls_port,
+                       bind => $bind, dir => $dir, owner => $$ }, $class;
 
     my $deadline = time() + 5;
     while (time() < $deadline) {
-        my $c = eval { MpnRedis::Client->new($port) };
+        my $c = eval { MpnRedis::Client->new($port, $bind) };
         my $pong = $c ? $c->cmd('PING') : undef;
         if (defined $pong && (ref $pong ? $pong->msg =~ /^NOAUTH/
                                         : $pong eq 'PONG'))
@@ -117,11 +123,12 @@ sub start {
 
 
 sub port { $_[0]{port} }
+sub tls_port { $_[0]{tls_port} }
 sub dir  { $_[0]{dir} }
-sub addr { '127.0.0.1:' . $_[0]{port} }
+sub addr { $_[0]{bind} . ':' . $_[0]{port} }
 sub unix_socket { $_[0]{dir} . '/redis.sock' }
 
-sub client { MpnRedis::Client->new($_[0]{port}) }
+sub client { MpnRedis::Client->new($_[0]{port}, $_[0]{bind}) }
 
 
 # SET the dataset marker (in db 0, or db $db)
@@ -219,10 +226,11 @@ use IO::Select;
 use IO::Socket::INET;
 
 sub new {
-    my ($class, $port) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+    my ($class, $port, $host) = @_;
+    $host ||= '127.0.0.1';
+    my $s = IO::Socket::INET->new(PeerAddr => $host, PeerPort => $port,
                                   Proto => 'tcp', Timeout => 5)
-        or die "connect 127.0.0.1:$port: $!";
+        or die "connect $host:$port: $!";
     $s->autoflush(1);
     binmode($s);
     return bless { s => $s, buf => '' }, $class;

@@ -65,7 +65,9 @@ sub read_file {
 # --- redis ------------------------------------------------------------------
 
 # a private redis-server in the test's directory, with the dataset marker
-# unless marker => 0; a restart keeps the port
+# unless marker => 0; a restart keeps the ports.  %o: password, marker,
+# tls (MpnTls::redis_conf lines: %%REDIS_TLS%% is its TLS port), conf (more
+# redis.conf lines)
 sub start_redis {
     my ($self, %o) = @_;
 
@@ -73,9 +75,11 @@ sub start_redis {
     $self->{redis} = MpnRedis->start(dir => $self->{dir},
         port => $self->{redis_port}, password => $o{password},
         marker => $o{marker} // 1,
+        tls_port => $self->{redis_tls_port}, tls => $o{tls},
         conf => [ defined $o{password} ? "requirepass $o{password}" : (),
                   @{ $o{conf} || [] } ]);
     $self->{redis_port} = $self->{redis}->port;
+    $self->{redis_tls_port} = $self->{redis}->tls_port;
     return $self->{redis_port};
 }
 
@@ -116,6 +120,8 @@ sub write_nginx_conf {
 
     $http =~ s/%%PORT%%/$self->{port}/g;
     $http =~ s/%%REDIS%%/127.0.0.1:$self->{redis_port}/g if $self->{redis_port};
+    $http =~ s/%%REDIS_TLS%%/127.0.0.1:$self->{redis_tls_port}/g
+        if $self->{redis_tls_port};
     $http =~ s/%%DIR%%/$dir/g;
 
     $self->write_file('nginx.conf', <<"EOF");
