@@ -64,6 +64,8 @@ static void ngx_http_mpn_redis_connecting_handler(ngx_event_t *ev);
 static void ngx_http_mpn_redis_established(ngx_http_mpn_redis_conn_t *rc);
 static void ngx_http_mpn_redis_handshaked(ngx_connection_t *c);
 static void ngx_http_mpn_redis_setup(ngx_http_mpn_redis_conn_t *rc);
+static ngx_int_t ngx_http_mpn_redis_setup_cmd(ngx_http_mpn_redis_conn_t *rc,
+    const char *name, int argc, const char **argv, const size_t *argvlen);
 static void ngx_http_mpn_redis_setup_reply(ngx_http_mpn_redis_conn_t *rc,
     ngx_http_mpn_redis_cmd_t *cmd, redisReply *reply);
 static void ngx_http_mpn_redis_ready(ngx_http_mpn_redis_conn_t *rc);
@@ -79,6 +81,8 @@ static void ngx_http_mpn_redis_dispatch(ngx_http_mpn_redis_conn_t *rc,
 static void ngx_http_mpn_redis_lost(ngx_http_mpn_redis_conn_t *rc,
     const char *why, ngx_err_t err);
 static void ngx_http_mpn_redis_close(ngx_http_mpn_redis_conn_t *rc);
+static void ngx_http_mpn_redis_fail(ngx_http_mpn_redis_conn_t *rc,
+    ngx_queue_t *cmds);
 static void ngx_http_mpn_redis_schedule(ngx_http_mpn_redis_conn_t *rc);
 static void ngx_http_mpn_redis_free_cmd(ngx_http_mpn_redis_conn_t *rc,
     ngx_http_mpn_redis_cmd_t *cmd);
@@ -368,7 +372,6 @@ ngx_http_mpn_redis_setup(ngx_http_mpn_redis_conn_t *rc)
     u_char                      db[NGX_INT_T_LEN];
     ngx_connection_t           *c;
     const char                 *argv[3];
-    ngx_http_mpn_redis_cmd_t   *cmd;
     ngx_http_mpn_redis_conf_t  *conf;
 
     c = rc->peer.connection;
@@ -399,21 +402,12 @@ ngx_http_mpn_redis_setup(ngx_http_mpn_redis_conn_t *rc)
         argv[argc] = (const char *) conf->password.data;
         argvlen[argc++] = conf->password.len;
 
-        cmd = ngx_http_mpn_redis_cmd(rc, argc, argv, argvlen);
-        if (cmd == NULL) {
+        if (ngx_http_mpn_redis_setup_cmd(rc, "AUTH", argc, argv, argvlen)
+            != NGX_OK)
+        {
             ngx_http_mpn_redis_conn_failed(rc);
             return;
         }
-
-        cmd->setup = "AUTH";
-
-        if (ngx_http_mpn_redis_write_cmd(rc, cmd) != NGX_OK) {
-            ngx_http_mpn_redis_free_cmd(rc, cmd);
-            ngx_http_mpn_redis_conn_failed(rc);
-            return;
-        }
-
-        rc->setup++;
     }
 
     if (conf->db) {
@@ -422,21 +416,12 @@ ngx_http_mpn_redis_setup(ngx_http_mpn_redis_conn_t *rc)
         argv[1] = (const char *) db;
         argvlen[1] = ngx_sprintf(db, "%i", conf->db) - db;
 
-        cmd = ngx_http_mpn_redis_cmd(rc, 2, argv, argvlen);
-        if (cmd == NULL) {
+        if (ngx_http_mpn_redis_setup_cmd(rc, "SELECT", 2, argv, argvlen)
+            != NGX_OK)
+        {
             ngx_http_mpn_redis_conn_failed(rc);
             return;
         }
-
-        cmd->setup = "SELECT";
-
-        if (ngx_http_mpn_redis_write_cmd(rc, cmd) != NGX_OK) {
-            ngx_http_mpn_redis_free_cmd(rc, cmd);
-            ngx_http_mpn_redis_conn_failed(rc);
-            return;
-        }
-
-        rc->setup++;
     }
 
     if (rc->setup == 0) {
@@ -445,6 +430,32 @@ ngx_http_mpn_redis_setup(ngx_http_mpn_redis_conn_t *rc)
     }
 
     ngx_post_event(c->write, &ngx_posted_events);
+}
+
+
+/* a command of the setup: written first, its reply checked here */
+
+static ngx_int_t
+ngx_http_mpn_redis_setup_cmd(ngx_http_mpn_redis_conn_t *rc, const char *name,
+    int argc, const char **argv, const size_t *argvlen)
+{
+    ngx_http_mpn_redis_cmd_t  *cmd;
+
+    cmd = ngx_http_mpn_redis_cmd(rc, argc, argv, argvlen);
+    if (cmd == NULL) {
+        return NGX_ERROR;
+    }
+
+    cmd->setup = name;
+
+    if (ngx_http_mpn_redis_write_cmd(rc, cmd) != NGX_OK) {
+        ngx_http_mpn_redis_free_cmd(rc, cmd);
+        return NGX_ERROR;
+    }
+
+    rc->setup++;
+
+    return NGX_OK;
 }
 
 
@@ -530,18 +541,7 @@ ngx_http_mpn_redis_ready(ngx_http_mpn_redis_conn_t *rc)
 
     rc->was_ready = 1;
 
-    while (!ngx_queue_empty(&late)) {
-        q = ngx_queue_head(&late);
-        cmd = ngx_queue_data(q, ngx_http_mpn_redis_cmd_t, queue);
-        ngx_queue_remove(q);
-
-        if (rc->counted) {
-            ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);
-        }
-
-        cmd->handler(cmd->data, NULL);
-        ngx_http_mpn_redis_free_cmd(rc, cmd);
-    }
+    ngx_http_mpn_redis_fail(rc, &late);
 }
 
 
@@ -972,8 +972,20 @@ ngx_http_mpn_redis_close(ngx_http_mpn_redis_conn_t *rc)
         rc->on_close(rc);
     }
 
-    while (!ngx_queue_empty(&failed)) {
-        q = ngx_queue_head(&failed);
+    ngx_http_mpn_redis_fail(rc, &failed);
+}
+
+
+/* answers each command of the queue with NULL: no reply will come */
+
+static void
+ngx_http_mpn_redis_fail(ngx_http_mpn_redis_conn_t *rc, ngx_queue_t *cmds)
+{
+    ngx_queue_t               *q;
+    ngx_http_mpn_redis_cmd_t  *cmd;
+
+    while (!ngx_queue_empty(cmds)) {
+        q = ngx_queue_head(cmds);
         cmd = ngx_queue_data(q, ngx_http_mpn_redis_cmd_t, queue);
         ngx_queue_remove(q);
 

@@ -184,24 +184,8 @@ subtest 'a TLS server that answers garbage: 503, logged, no crash' => sub {
     my $t = MpnTest->new;
     my $pki = MpnTls->new($t->dir);
     setup_html($t);
-    require IO::Socket::SSL;
-    my $fake = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-        Listen => 64, ReuseAddr => 1) or die;
-    my $port = $fake->sockport;
-    my $pid = fork // die;
-    if ($pid == 0) {
-        while (my $c = $fake->accept) {
-            IO::Socket::SSL->start_SSL($c, SSL_server => 1,
-                SSL_cert_file => $pki->server_cert,
-                SSL_key_file => $pki->server_key) or next;
-            my $buf;
-            sysread($c, $buf, 4096);
-            syswrite($c, "%this is not RESP\r\n\x00\xff\r\n");
-            $c->close(SSL_no_shutdown => 1);
-        }
-        exit 0;
-    }
-    close $fake;
+    my ($port, $pid) = $t->garbage_server(
+        tls => [$pki->server_cert, $pki->server_key]);
     my $ca = $pki->ca;
     $t->write_nginx_conf(cache_conf(addr => "127.0.0.1:$port",
         redis => "tls tls_ca=$ca connect_timeout=3s timeout=2s"));
@@ -221,31 +205,8 @@ subtest '1,000 clients leave while their TLS lookups are outstanding' => sub {
     my ($t) = start(params => sub { 'tls_ca=' . $_[0]->ca . ' timeout=10s' });
     ok(served($t), 'served before');
 
-    my ($worker) = `pgrep -P $t->{pids}{nginx}` =~ /(\d+)/;
-    my $fds_before = () = glob("/proc/$worker/fd/*");
-
-    $t->signal_redis('STOP');
-    my @c;
-    for my $i (1 .. 1000) {
-        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $t->port)
-            or last;
-        print $s "GET /gated/x HTTP/1.1\r\nHost: x\r\nX-Partner: p$i\r\n\r\n";
-        push @c, $s;
-    }
-    is(scalar @c, 1000, '1000 requests outstanding on a stopped TLS redis');
-    sleep 0.5;
-    close $_ for @c;
-    sleep 0.5;
-    $t->signal_redis('CONT');
-
-    ok(served($t), 'the late replies are dropped and the gate serves again');
-    ok(poll(sub { my $n = () = glob("/proc/$worker/fd/*"); $n <= $fds_before }, 5),
-        'no file descriptor leaked');
-    my ($worker_after) = `pgrep -P $t->{pids}{nginx}` =~ /(\d+)/;
-    is($worker_after, $worker, 'the worker did not restart');
+    $t->abandoned_lookups(sub { served($t) });
     $t->stop_nginx;
-    my $aborted = () = $t->read_file('access.log') =~ m{"GET /gated/x HTTP/1.1" 499 }g;
-    is($aborted, 1000, 'every abandoned request ended as 499 while it waited');
     $t->check_error_log;
 };
 

@@ -267,6 +267,70 @@ sub poll {
     return 0;
 }
 
+# --- faults -------------------------------------------------------------
+
+# 1,000 clients send /gated/x to a stopped redis and leave while their
+# lookups are outstanding; once redis continues, the late replies must find
+# nothing to wake: $served->() holds again, no descriptor leaked, the worker
+# is the same, and each abandoned request was logged as 499.
+sub abandoned_lookups {
+    my ($self, $served) = @_;
+
+    my ($worker) = `pgrep -P $self->{pids}{nginx}` =~ /(\d+)/;
+    my $fds_before = () = glob("/proc/$worker/fd/*");
+
+    $self->signal_redis('STOP');
+    my @c;
+    for my $i (1 .. 1000) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+            PeerPort => $self->{port}, Proto => 'tcp') or last;
+        print $s "GET /gated/x HTTP/1.1\r\nHost: x\r\nX-Partner: p$i\r\n\r\n";
+        push @c, $s;
+    }
+    is(scalar @c, 1000, '1000 requests outstanding on a stopped redis');
+    sleep 0.5;
+    close $_ for @c;
+    sleep 0.5;
+    $self->signal_redis('CONT');
+
+    ok(poll($served, 5), 'the late replies are dropped and the gate serves again');
+    ok(poll(sub { my $n = () = glob("/proc/$worker/fd/*"); $n <= $fds_before }, 5),
+        'no file descriptor leaked');
+    my ($worker_after) = `pgrep -P $self->{pids}{nginx}` =~ /(\d+)/;
+    is($worker_after, $worker, 'the worker did not restart');
+    my $aborted = () = $self->read_file('access.log')
+        =~ m{"GET /gated/x HTTP/1.1" 499 }g;
+    is($aborted, 1000, 'every abandoned request ended as 499 while it waited');
+}
+
+# A fake server that answers whatever it is sent with bytes that are not
+# RESP; with tls => [cert, key] it speaks TLS first.  Returns (port, pid);
+# the caller kills the pid.
+sub garbage_server {
+    my ($self, %o) = @_;
+    require IO::Socket::SSL if $o{tls};
+    my $fake = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+        Listen => 64, ReuseAddr => 1) or die "listen: $!";
+    my $port = $fake->sockport;
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        while (my $c = $fake->accept) {
+            if ($o{tls}) {
+                IO::Socket::SSL->start_SSL($c, SSL_server => 1,
+                    SSL_cert_file => $o{tls}[0], SSL_key_file => $o{tls}[1])
+                    or next;
+            }
+            my $buf;
+            sysread($c, $buf, 4096);
+            syswrite($c, "%this is not RESP\r\n\x00\xff\r\n");
+            $o{tls} ? $c->close(SSL_no_shutdown => 1) : close $c;
+        }
+        exit 0;
+    }
+    close $fake;
+    return ($port, $pid);
+}
+
 # --- checks -------------------------------------------------------------
 
 sub error_log { $_[0]->read_file('error.log') }
