@@ -327,8 +327,9 @@ ngx_http_mpn_cache_check_source(ngx_http_mpn_cache_t *cache)
         return NGX_OK;
     }
 
-    len = sizeof("unix: db= prefix=") - 1 + rc->unix_path.len + rc->host.len
-          + sizeof(":65535") - 1 + NGX_INT_T_LEN
+    /* the address as written: a name that moves stays the same source */
+
+    len = rc->addr_text.len + sizeof(" db= prefix=") - 1 + NGX_INT_T_LEN
           + cache->mcf->key_prefix.len;
 
     text = ngx_alloc(len, ngx_cycle->log);
@@ -336,13 +337,7 @@ ngx_http_mpn_cache_check_source(ngx_http_mpn_cache_t *cache)
         return NGX_ERROR;
     }
 
-    if (rc->unix_path.len) {
-        p = ngx_sprintf(text, "unix:%V", &rc->unix_path);
-
-    } else {
-        p = ngx_sprintf(text, "%V:%d", &rc->host, (int) rc->port);
-    }
-
+    p = ngx_cpymem(text, rc->addr_text.data, rc->addr_text.len);
     p = ngx_sprintf(p, " db=%i prefix=%V", rc->db, &cache->mcf->key_prefix);
     len = p - text;
 

@@ -3,8 +3,10 @@
  *
  * A connection goes DOWN -> LOCATING (the topology picks the address,
  * maybe resolving a name) -> CONNECTING -> HANDSHAKE (TLS only) -> SETUP
- * (AUTH, SELECT: every reply must be OK) -> READY.  One connect timer
- * covers everything up to READY.  Commands are redisFormatCommandArgv()
+ * (AUTH, SELECT, then the marker check: every reply must be OK) -> READY,
+ * or UNREADY while the marker is missing.  A connect timer bounds the
+ * opening: connect_timeout up to the end of the TLS handshake, then
+ * timeout for the set-up replies.  Commands are redisFormatCommandArgv()
  * bytes appended to an output buffer and matched, in order, to the
  * replies a redisReader parses; commands given while the connection is
  * being opened wait for READY.  Any failure closes the socket and fails
@@ -33,6 +35,10 @@
 #define NGX_HTTP_MPN_REDIS_HANDSHAKE   3
 #define NGX_HTTP_MPN_REDIS_SETUP       4
 #define NGX_HTTP_MPN_REDIS_READY       5
+#define NGX_HTTP_MPN_REDIS_UNREADY     6   /* set up, but no marker */
+
+#define NGX_HTTP_MPN_PROBE_INTERVAL    1000  /* ms between marker checks */
+#define NGX_HTTP_MPN_UNREADY_LOG_EVERY 60    /* s between repeated lines */
 
 /* a peer gone without a reset is noticed in about 30 s (as hiredis did) */
 #define NGX_HTTP_MPN_KEEPIDLE        15
@@ -47,7 +53,7 @@ struct ngx_http_mpn_redis_cmd_s {
     void                      *data;
     char                      *buf;          /* the encoded command */
     size_t                     len;
-    const char                *setup;        /* "AUTH", "SELECT" or NULL */
+    const char                *setup;        /* "AUTH", "SELECT", "EXISTS" */
     ngx_uint_t                 flags;
     ngx_msec_t                 deadline;     /* for a carry-over */
     ngx_uint_t                 generation;   /* connection it was sent on */
@@ -55,6 +61,7 @@ struct ngx_http_mpn_redis_cmd_s {
     uint64_t                   answered;     /* last answered when sent */
     uint64_t                   sent_usec;    /* for the latency histogram */
     unsigned                   retried:1;
+    unsigned                   probe:1;      /* the dataset marker check */
 };
 
 
@@ -68,7 +75,13 @@ static ngx_int_t ngx_http_mpn_redis_setup_cmd(ngx_http_mpn_redis_conn_t *rc,
     const char *name, int argc, const char **argv, const size_t *argvlen);
 static void ngx_http_mpn_redis_setup_reply(ngx_http_mpn_redis_conn_t *rc,
     ngx_http_mpn_redis_cmd_t *cmd, redisReply *reply);
-static void ngx_http_mpn_redis_ready(ngx_http_mpn_redis_conn_t *rc);
+static ngx_int_t ngx_http_mpn_redis_probe(ngx_http_mpn_redis_conn_t *rc);
+static void ngx_http_mpn_redis_probe_handler(ngx_event_t *ev);
+static void ngx_http_mpn_redis_probe_reply(ngx_http_mpn_redis_conn_t *rc,
+    redisReply *reply);
+static void ngx_http_mpn_redis_unready(ngx_http_mpn_redis_conn_t *rc,
+    redisReply *reply);
+static void ngx_http_mpn_redis_serve(ngx_http_mpn_redis_conn_t *rc);
 static ngx_http_mpn_redis_cmd_t *ngx_http_mpn_redis_cmd(
     ngx_http_mpn_redis_conn_t *rc, int argc, const char **argv,
     const size_t *argvlen);
@@ -121,7 +134,7 @@ ngx_http_mpn_redis_conn_start(ngx_http_mpn_redis_conn_t *rc,
     ngx_queue_init(&rc->sent);
     ngx_queue_init(&rc->waiting);
 
-    /* both timers are cancelable: they never hold up a graceful exit */
+    /* the timers are cancelable: they never hold up a graceful exit */
 
     ngx_memzero(&rc->reconnect, sizeof(ngx_event_t));
     rc->reconnect.handler = ngx_http_mpn_redis_attempt;
@@ -134,6 +147,12 @@ ngx_http_mpn_redis_conn_start(ngx_http_mpn_redis_conn_t *rc,
     rc->connect_timer.data = rc;
     rc->connect_timer.log = cycle->log;
     rc->connect_timer.cancelable = 1;
+
+    ngx_memzero(&rc->probe_timer, sizeof(ngx_event_t));
+    rc->probe_timer.handler = ngx_http_mpn_redis_probe_handler;
+    rc->probe_timer.data = rc;
+    rc->probe_timer.log = cycle->log;
+    rc->probe_timer.cancelable = 1;
 
     ngx_http_mpn_redis_attempt(&rc->reconnect);
 }
@@ -255,10 +274,19 @@ ngx_http_mpn_redis_connect_timeout(ngx_event_t *ev)
         return;
     }
 
-    ngx_http_mpn_log_limited(&rc->connect_limit, rc->log,
-                             "mpn: redis %V: %sconnect timed out after %M ms",
-                             &rc->conf->addr_text, rc->role,
-                             rc->conf->connect_timeout);
+    if (rc->state == NGX_HTTP_MPN_REDIS_SETUP) {
+        ngx_http_mpn_log_limited(&rc->connect_limit, rc->log,
+                                 "mpn: redis %V: %sno reply to the set-up "
+                                 "commands within %M ms",
+                                 &rc->conf->addr_text, rc->role,
+                                 rc->conf->timeout);
+
+    } else {
+        ngx_http_mpn_log_limited(&rc->connect_limit, rc->log,
+                                 "mpn: redis %V: %sconnect timed out after "
+                                 "%M ms", &rc->conf->addr_text, rc->role,
+                                 rc->conf->connect_timeout);
+    }
 
     ngx_http_mpn_redis_conn_failed(rc);
 }
@@ -389,6 +417,9 @@ ngx_http_mpn_redis_setup(ngx_http_mpn_redis_conn_t *rc)
     rc->state = NGX_HTTP_MPN_REDIS_SETUP;
     rc->setup = 0;
 
+    /* the setup replies get a lookup's time, like any reply */
+    ngx_add_timer(&rc->connect_timer, conf->timeout);
+
     if (conf->password.len) {
         argc = 0;
         argv[argc] = "AUTH";
@@ -424,8 +455,19 @@ ngx_http_mpn_redis_setup(ngx_http_mpn_redis_conn_t *rc)
         }
     }
 
+    if (rc->setup == 0 && rc->probe != NULL) {
+        /* no AUTH, no SELECT: the marker check goes first */
+
+        if (ngx_http_mpn_redis_probe(rc) != NGX_OK) {
+            ngx_http_mpn_redis_conn_failed(rc);
+            return;
+        }
+
+        rc->setup++;
+    }
+
     if (rc->setup == 0) {
-        ngx_http_mpn_redis_ready(rc);
+        ngx_http_mpn_redis_serve(rc);
         return;
     }
 
@@ -463,27 +505,242 @@ static void
 ngx_http_mpn_redis_setup_reply(ngx_http_mpn_redis_conn_t *rc,
     ngx_http_mpn_redis_cmd_t *cmd, redisReply *reply)
 {
+    ngx_http_mpn_redis_conf_t  *conf = rc->conf;
+
+    if (cmd->probe) {
+        ngx_http_mpn_redis_probe_reply(rc, reply);
+        return;
+    }
+
     if (reply->type == REDIS_REPLY_ERROR) {
-        /* the reply text is Redis's, never the password */
-        ngx_http_mpn_log_limited(&rc->error_limit, rc->log,
-                                 "mpn: redis %V: %s%s failed: %*s",
-                                 &rc->conf->addr_text, rc->role, cmd->setup,
-                                 (size_t) ngx_min(reply->len, 200),
-                                 reply->str);
+        /* the reply text is Redis's, never the password; e.g. a db= out of
+         * range, or an ACL user without SELECT */
+
+        if (conf->db && cmd->setup[0] == 'S') {
+            ngx_http_mpn_log_limited(&rc->error_limit, rc->log,
+                                     "mpn: redis %V: %sSELECT %i failed: "
+                                     "%*s; nothing is read until it "
+                                     "succeeds", &conf->addr_text, rc->role,
+                                     conf->db,
+                                     (size_t) ngx_min(reply->len, 200),
+                                     reply->str);
+
+        } else {
+            ngx_http_mpn_log_limited(&rc->error_limit, rc->log,
+                                     "mpn: redis %V: %s%s failed: %*s; "
+                                     "nothing is read until it succeeds",
+                                     &conf->addr_text, rc->role, cmd->setup,
+                                     (size_t) ngx_min(reply->len, 200),
+                                     reply->str);
+        }
 
         /* unready: start over later */
         ngx_http_mpn_redis_conn_failed(rc);
         return;
     }
 
-    if (--rc->setup == 0) {
-        ngx_http_mpn_redis_ready(rc);
+    if (--rc->setup != 0) {
+        return;
     }
+
+    /* the marker is looked for only in the database selected */
+
+    if (rc->probe != NULL) {
+        if (ngx_http_mpn_redis_probe(rc) != NGX_OK) {
+            ngx_http_mpn_redis_conn_failed(rc);
+            return;
+        }
+
+        rc->setup++;
+        ngx_post_event(rc->peer.connection->write, &ngx_posted_events);
+        return;
+    }
+
+    ngx_http_mpn_redis_serve(rc);
+}
+
+
+/*
+ * The dataset marker check: EXISTS on the connection, in line with the
+ * lookups, when it is set up and then every second.  Only one at a time:
+ * a slow server does not pile them up.
+ */
+
+static ngx_int_t
+ngx_http_mpn_redis_probe(ngx_http_mpn_redis_conn_t *rc)
+{
+    size_t                     argvlen[2];
+    const char                *argv[2];
+    ngx_http_mpn_redis_cmd_t  *cmd;
+
+    argv[0] = "EXISTS";
+    argvlen[0] = 6;
+    argv[1] = (const char *) rc->probe->data;
+    argvlen[1] = rc->probe->len;
+
+    cmd = ngx_http_mpn_redis_cmd(rc, 2, argv, argvlen);
+    if (cmd == NULL) {
+        return NGX_ERROR;
+    }
+
+    cmd->setup = "EXISTS";
+    cmd->probe = 1;
+
+    if (ngx_http_mpn_redis_write_cmd(rc, cmd) != NGX_OK) {
+        ngx_http_mpn_redis_free_cmd(rc, cmd);
+        return NGX_ERROR;
+    }
+
+    rc->probing = 1;
+
+    return NGX_OK;
 }
 
 
 static void
-ngx_http_mpn_redis_ready(ngx_http_mpn_redis_conn_t *rc)
+ngx_http_mpn_redis_probe_handler(ngx_event_t *ev)
+{
+    ngx_http_mpn_redis_conn_t  *rc = ev->data;
+
+    if (rc->state != NGX_HTTP_MPN_REDIS_READY
+        && rc->state != NGX_HTTP_MPN_REDIS_UNREADY)
+    {
+        return;
+    }
+
+    if (!rc->probing) {
+        if (ngx_http_mpn_redis_probe(rc) != NGX_OK) {
+            ngx_http_mpn_redis_conn_drop(rc, "cannot check the marker");
+            return;
+        }
+
+        ngx_post_event(rc->peer.connection->write, &ngx_posted_events);
+    }
+
+    ngx_add_timer(&rc->probe_timer, NGX_HTTP_MPN_PROBE_INTERVAL);
+}
+
+
+static void
+ngx_http_mpn_redis_probe_reply(ngx_http_mpn_redis_conn_t *rc,
+    redisReply *reply)
+{
+    ngx_http_mpn_redis_conf_t  *conf = rc->conf;
+
+    rc->probing = 0;
+
+    if (reply->type != REDIS_REPLY_INTEGER || reply->integer <= 0) {
+        ngx_http_mpn_redis_unready(rc, reply);
+        return;
+    }
+
+    switch (rc->state) {
+
+    case NGX_HTTP_MPN_REDIS_SETUP:
+        if (--rc->setup == 0) {
+            ngx_http_mpn_redis_serve(rc);
+        }
+
+        break;
+
+    case NGX_HTTP_MPN_REDIS_UNREADY:
+        ngx_http_mpn_redis_serve(rc);
+        break;
+
+    default:
+        break;
+    }
+
+    if (rc->unready_said && rc->state == NGX_HTTP_MPN_REDIS_READY) {
+        rc->unready_said = 0;
+        ngx_log_error(NGX_LOG_NOTICE, rc->log, 0,
+                      "mpn: redis %V database %i: dataset marker \"%V\" "
+                      "found, lookups are served again",
+                      &conf->addr_text, conf->db, rc->probe);
+    }
+}
+
+
+/*
+ * The marker is missing, or the check got an error reply (NOPERM): the
+ * connection stays open and checked every second, but serves nothing, and
+ * a reply to a GET sent before is not used.
+ */
+
+static void
+ngx_http_mpn_redis_unready(ngx_http_mpn_redis_conn_t *rc, redisReply *reply)
+{
+    ngx_str_t                   option;
+    ngx_queue_t                 held;
+    ngx_http_mpn_redis_conf_t  *conf = rc->conf;
+
+    /* one line when it happens, then one a minute while it lasts */
+
+    if (!rc->unready_said
+        || ngx_time() - rc->unready_logged >= NGX_HTTP_MPN_UNREADY_LOG_EVERY)
+    {
+        rc->unready_said = 1;
+        rc->unready_logged = ngx_time();
+
+        if (reply->type == REDIS_REPLY_ERROR) {
+            ngx_log_error(NGX_LOG_ERR, rc->log, 0,
+                          "mpn: redis %V database %i: the dataset marker "
+                          "check (EXISTS \"%V\") failed: %*s; lookups fail "
+                          "until it succeeds",
+                          &conf->addr_text, conf->db, rc->probe,
+                          (size_t) ngx_min(reply->len, 200), reply->str);
+
+        } else {
+            /* the command that writes it, for a marker= of its own too */
+            ngx_str_null(&option);
+
+            if (rc->probe->len != 8
+                || ngx_strncmp(rc->probe->data, "mpn:meta", 8) != 0)
+            {
+                ngx_str_set(&option, " --marker ");
+            }
+
+            ngx_log_error(NGX_LOG_ERR, rc->log, 0,
+                          "mpn: redis %V database %i: no dataset marker "
+                          "\"%V\", so lookups fail until it exists: is "
+                          "this the right server and database, or was its "
+                          "data lost?  Once the records are there, write "
+                          "the marker with \"mpnctl --redis %V --db %i "
+                          "init%V%V\"",
+                          &conf->addr_text, conf->db, rc->probe,
+                          &conf->addr_text, conf->db, &option,
+                          option.len ? rc->probe : &option);
+        }
+    }
+
+    if (rc->state == NGX_HTTP_MPN_REDIS_SETUP) {
+        /* the connection itself is fine */
+        rc->setup = 0;
+        rc->backoff = NGX_HTTP_MPN_BACKOFF_MIN;
+
+        if (rc->connect_timer.timer_set) {
+            ngx_del_timer(&rc->connect_timer);
+        }
+    }
+
+    rc->state = NGX_HTTP_MPN_REDIS_UNREADY;
+
+    if (!rc->probe_timer.timer_set) {
+        ngx_add_timer(&rc->probe_timer, NGX_HTTP_MPN_PROBE_INTERVAL);
+    }
+
+    /* what waited for this connection fails now */
+
+    ngx_queue_init(&held);
+    ngx_queue_add(&held, &rc->waiting);
+    ngx_queue_init(&rc->waiting);
+
+    ngx_http_mpn_redis_fail(rc, &held);
+}
+
+
+static void
+ngx_http_mpn_redis_serve(ngx_http_mpn_redis_conn_t *rc)
 {
     ngx_queue_t                *q;
     ngx_queue_t                 late;
@@ -492,11 +749,15 @@ ngx_http_mpn_redis_ready(ngx_http_mpn_redis_conn_t *rc)
     rc->state = NGX_HTTP_MPN_REDIS_READY;
     rc->backoff = NGX_HTTP_MPN_BACKOFF_MIN;
 
+    if (rc->probe != NULL && !rc->probe_timer.timer_set) {
+        ngx_add_timer(&rc->probe_timer, NGX_HTTP_MPN_PROBE_INTERVAL);
+    }
+
     if (rc->connect_timer.timer_set) {
         ngx_del_timer(&rc->connect_timer);
     }
 
-    if (rc->was_ready) {
+    if (rc->was_ready && !rc->served) {
         ngx_log_error(NGX_LOG_NOTICE, rc->log, 0,
                       "mpn: redis %V: %sreconnected",
                       &rc->conf->addr_text, rc->role);
@@ -505,6 +766,8 @@ ngx_http_mpn_redis_ready(ngx_http_mpn_redis_conn_t *rc)
             ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_RECONNECTS);
         }
     }
+
+    rc->served = 1;
 
     /* what waited for this connection goes out in the order given */
 
@@ -555,8 +818,10 @@ ngx_http_mpn_redis_send(ngx_http_mpn_redis_conn_t *rc, int argc,
     ngx_msec_t                 wait;
     ngx_http_mpn_redis_cmd_t  *cmd;
 
-    if (rc->state == NGX_HTTP_MPN_REDIS_DOWN) {
-        /* fail at once while the connection is down */
+    if (rc->state == NGX_HTTP_MPN_REDIS_DOWN
+        || rc->state == NGX_HTTP_MPN_REDIS_UNREADY)
+    {
+        /* fail at once while the connection is down or has no marker */
         return NULL;
     }
 
@@ -836,9 +1101,23 @@ ngx_http_mpn_redis_dispatch(ngx_http_mpn_redis_conn_t *rc, redisReply *reply)
     if (rc->counted) {
         ngx_http_mpn_status_latency(ngx_http_mpn_usec() - cmd->sent_usec);
 
-        if (reply->type == REDIS_REPLY_ERROR) {
+        if (reply->type == REDIS_REPLY_ERROR
+            || rc->state != NGX_HTTP_MPN_REDIS_READY)
+        {
             ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);
         }
+    }
+
+    if (rc->state != NGX_HTTP_MPN_REDIS_READY
+        && !(cmd->flags & NGX_HTTP_MPN_REDIS_PUSH))
+    {
+        /* sent before a marker check that failed: not used */
+        ngx_queue_remove(q);
+        freeReplyObject(reply);
+
+        cmd->handler(cmd->data, NULL);
+        ngx_http_mpn_redis_free_cmd(rc, cmd);
+        return;
     }
 
     if (cmd->flags & NGX_HTTP_MPN_REDIS_PUSH) {
@@ -928,6 +1207,13 @@ ngx_http_mpn_redis_close(ngx_http_mpn_redis_conn_t *rc)
     if (rc->connect_timer.timer_set) {
         ngx_del_timer(&rc->connect_timer);
     }
+
+    if (rc->probe_timer.timer_set) {
+        ngx_del_timer(&rc->probe_timer);
+    }
+
+    rc->probing = 0;
+    rc->served = 0;
 
     if (rc->state == NGX_HTTP_MPN_REDIS_LOCATING) {
         ngx_http_mpn_redis_locate_cancel(rc);
@@ -1066,6 +1352,7 @@ ngx_http_mpn_redis_init_process(ngx_cycle_t *cycle,
     rc->conf = mcf->redis;
     rc->role = "";
     rc->locate = ngx_http_mpn_redis_locate;
+    rc->probe = mcf->redis->marker.len ? &mcf->redis->marker : NULL;
     rc->counted = 1;
 
     ngx_http_mpn_redis_conn_start(rc, cycle);
@@ -1080,7 +1367,7 @@ ngx_http_mpn_redis_exit_process(void)
 
 
 ngx_uint_t
-ngx_http_mpn_redis_connected(void)
+ngx_http_mpn_redis_ready(void)
 {
     return ngx_http_mpn_redis_conn_ready(&ngx_http_mpn_redis_lookups);
 }

@@ -5,8 +5,10 @@
  * with TLS from nginx's OpenSSL layer when configured, carrying pipelined
  * commands: hiredis only encodes them (redisFormatCommandArgv) and parses
  * the replies (a redisReader).  AUTH and SELECT go first on every
- * connection and must succeed before anything else is sent; a lost
- * connection is reopened from a backoff timer.  Where to connect comes
+ * connection and must succeed before anything else is sent, and a
+ * connection with a "probe" (the lookups': the dataset marker) serves only
+ * while EXISTS finds that key, checked every second; a lost connection is
+ * reopened from a backoff timer.  Where to connect comes
  * from a "locate" callback, so a topology (re-resolved names today;
  * Sentinel, replicas, Cluster nodes later) decides the address of each
  * attempt (ngx_http_mpn_redis_server.c).
@@ -43,6 +45,7 @@ struct ngx_http_mpn_redis_conn_s {
     ngx_http_mpn_redis_conn_pt on_ready;     /* setup done: serve */
     ngx_http_mpn_redis_conn_pt on_close;     /* a ready connection went */
     void                      *data;
+    ngx_str_t                 *probe;        /* the dataset marker, or NULL */
     unsigned                   counted:1;    /* in mpn_redis_* metrics */
 
     /* the layer's own */
@@ -72,6 +75,8 @@ struct ngx_http_mpn_redis_conn_s {
 
     ngx_event_t                reconnect;
     ngx_event_t                connect_timer;
+    ngx_event_t                probe_timer;  /* the marker, every second */
+    time_t                     unready_logged;
     ngx_msec_t                 backoff;
     void                      *resolving;    /* ngx_resolver_ctx_t */
 
@@ -80,6 +85,9 @@ struct ngx_http_mpn_redis_conn_s {
 
     unsigned                   was_ready:1;
     unsigned                   exiting:1;
+    unsigned                   probing:1;    /* an EXISTS is outstanding */
+    unsigned                   served:1;     /* this connection was ready */
+    unsigned                   unready_said:1;
 };
 
 

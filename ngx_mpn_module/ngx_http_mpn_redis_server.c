@@ -30,7 +30,8 @@ static void ngx_http_mpn_redis_connect_to(ngx_http_mpn_redis_conn_t *rc,
 /*
  * mpn_redis ADDRESS [db=N] [user=NAME] [password_file=PATH] [tls]
  *           [tls_ca=PATH] [tls_cert=PATH tls_key=PATH] [tls_name=NAME]
- *           [tls_verify=on|off] [connect_timeout=T] [timeout=T]
+ *           [tls_verify=on|off] [marker=KEY|off] [connect_timeout=T]
+ *           [timeout=T]
  */
 
 char *
@@ -67,6 +68,7 @@ ngx_http_mpn_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     rc->connect_timeout = 200;
     rc->timeout = 100;
     rc->tls_verify = 1;
+    ngx_str_set(&rc->marker, "mpn:meta");
 
     value = cf->args->elts;
 
@@ -156,6 +158,23 @@ ngx_http_mpn_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
             } else {
                 goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "marker=", 7) == 0) {
+            rc->marker.data = value[i].data + 7;
+            rc->marker.len = value[i].len - 7;
+
+            if (rc->marker.len == 0) {
+                goto invalid;
+            }
+
+            if (rc->marker.len == 3
+                && ngx_strncmp(rc->marker.data, "off", 3) == 0)
+            {
+                rc->marker.len = 0;
             }
 
             continue;

@@ -69,7 +69,7 @@ subtest 'the documented user: lookups and the subscription' => sub {
 
 subtest 'a user who may not read the records' => sub {
     my $t = start(acl => [qw(ACL SETUSER nokeys on), ">$PASSWORD",
-                          qw(resetkeys ~other:* -@all +get +exists +ping)],
+                          qw(resetkeys ~other:* ~mpn:meta -@all +get +exists +ping)],
         what => 'no key pattern for the records', user => 'nokeys', params => '');
     my @r = get_id($t, 'active');
     is($r[0], 503, 'refused by Redis: 503, never a stranger');
@@ -97,7 +97,7 @@ subtest 'a user who may not SELECT: the connection stays unready' => sub {
                           qw(resetkeys ~* -@all +get +exists +ping)],
         what => 'no SELECT', user => 'noselect', params => 'db=1');
     is((get_id($t, 'active'))[0], 503, 'SELECT refused: 503, nothing read from db 0');
-    ok(poll(sub { $t->error_log =~ /mpn: redis [^ ]+: SELECT failed: NOPERM/ }, 3),
+    ok(poll(sub { $t->error_log =~ /mpn: redis [^ ]+: SELECT 1 failed: NOPERM/ }, 3),
         'SELECT failure is logged');
     $t->stop_nginx;
     unlike($t->error_log, qr/partner "active" refused: (allow|renew|upgrade)/,
