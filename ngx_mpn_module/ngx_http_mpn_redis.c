@@ -279,7 +279,8 @@ ngx_http_mpn_redis_connect_timeout(ngx_event_t *ev)
                                  "mpn: redis %V: %sno reply to the set-up "
                                  "commands within %M ms",
                                  &rc->conf->addr_text, rc->role,
-                                 rc->conf->timeout);
+                                 rc->conf->connect_timeout
+                                 + rc->conf->timeout);
 
     } else {
         ngx_http_mpn_log_limited(&rc->connect_limit, rc->log,
@@ -417,8 +418,8 @@ ngx_http_mpn_redis_setup(ngx_http_mpn_redis_conn_t *rc)
     rc->state = NGX_HTTP_MPN_REDIS_SETUP;
     rc->setup = 0;
 
-    /* the setup replies get a lookup's time, like any reply */
-    ngx_add_timer(&rc->connect_timer, conf->timeout);
+    /* the set-up replies get as long as a request waiting for them */
+    ngx_add_timer(&rc->connect_timer, conf->connect_timeout + conf->timeout);
 
     if (conf->password.len) {
         argc = 0;
