@@ -66,7 +66,11 @@ typedef struct {
     ngx_msec_t                 timeout;
     ngx_resolver_t            *resolver;     /* NULL: the conf-time addr */
     ngx_msec_t                 resolver_timeout;
+#if (NGX_SSL)
     ngx_ssl_t                 *ssl;          /* NULL: no TLS */
+#else
+    void                      *ssl;          /* always NULL */
+#endif
     ngx_str_t                  tls_ca;
     ngx_str_t                  tls_cert;
     ngx_str_t                  tls_key;

@@ -69,7 +69,11 @@ static void ngx_http_mpn_redis_attempt(ngx_event_t *ev);
 static void ngx_http_mpn_redis_connect_timeout(ngx_event_t *ev);
 static void ngx_http_mpn_redis_connecting_handler(ngx_event_t *ev);
 static void ngx_http_mpn_redis_established(ngx_http_mpn_redis_conn_t *rc);
+#if (NGX_SSL)
+static void ngx_http_mpn_redis_handshake(ngx_http_mpn_redis_conn_t *rc,
+    ngx_connection_t *c);
 static void ngx_http_mpn_redis_handshaked(ngx_connection_t *c);
+#endif
 static void ngx_http_mpn_redis_setup(ngx_http_mpn_redis_conn_t *rc);
 static ngx_int_t ngx_http_mpn_redis_setup_cmd(ngx_http_mpn_redis_conn_t *rc,
     const char *name, int argc, const char **argv, const size_t *argvlen);
@@ -311,7 +315,6 @@ ngx_http_mpn_redis_established(ngx_http_mpn_redis_conn_t *rc)
     int                err;
     u_char             errstr[NGX_MAX_ERROR_STR], *p;
     socklen_t          len;
-    ngx_int_t          n;
     ngx_connection_t  *c;
 
     c = rc->peer.connection;
@@ -339,10 +342,26 @@ ngx_http_mpn_redis_established(ngx_http_mpn_redis_conn_t *rc)
 
     ngx_http_mpn_redis_keepalive(rc, c);
 
-    if (rc->conf->ssl == NULL) {
-        ngx_http_mpn_redis_setup(rc);
+#if (NGX_SSL)
+
+    if (rc->conf->ssl != NULL) {
+        ngx_http_mpn_redis_handshake(rc, c);
         return;
     }
+
+#endif
+
+    ngx_http_mpn_redis_setup(rc);
+}
+
+
+#if (NGX_SSL)
+
+static void
+ngx_http_mpn_redis_handshake(ngx_http_mpn_redis_conn_t *rc,
+    ngx_connection_t *c)
+{
+    ngx_int_t  n;
 
     rc->state = NGX_HTTP_MPN_REDIS_HANDSHAKE;
 
@@ -386,6 +405,8 @@ ngx_http_mpn_redis_handshaked(ngx_connection_t *c)
 
     ngx_http_mpn_redis_setup(rc);
 }
+
+#endif
 
 
 /*
@@ -1179,6 +1200,7 @@ ngx_http_mpn_redis_close(ngx_http_mpn_redis_conn_t *rc)
     if (c != NULL) {
         rc->peer.connection = NULL;
 
+#if (NGX_SSL)
         if (c->ssl) {
             c->ssl->no_wait_shutdown = 1;
 
@@ -1188,6 +1210,7 @@ ngx_http_mpn_redis_close(ngx_http_mpn_redis_conn_t *rc)
                 (void) ngx_ssl_shutdown(c);
             }
         }
+#endif
 
         pool = c->pool;
         ngx_close_connection(c);

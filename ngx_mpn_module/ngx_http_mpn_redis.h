@@ -127,9 +127,11 @@ ngx_int_t ngx_http_mpn_redis_init_conf(ngx_conf_t *cf,
     ngx_http_mpn_redis_conf_t *rc);
 void ngx_http_mpn_redis_locate(ngx_http_mpn_redis_conn_t *rc);
 void ngx_http_mpn_redis_locate_cancel(ngx_http_mpn_redis_conn_t *rc);
+#if (NGX_SSL)
 ngx_int_t ngx_http_mpn_redis_tls_start(ngx_http_mpn_redis_conn_t *rc,
     ngx_connection_t *c);
 ngx_int_t ngx_http_mpn_redis_tls_check(ngx_http_mpn_redis_conn_t *rc,
     ngx_connection_t *c);
+#endif
 
 #endif /* NGX_HTTP_MPN_REDIS_H */

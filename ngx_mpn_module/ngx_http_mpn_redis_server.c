@@ -330,9 +330,11 @@ ngx_http_mpn_redis_password(ngx_conf_t *cf, ngx_str_t *path,
 static char *
 ngx_http_mpn_redis_tls(ngx_conf_t *cf, ngx_http_mpn_redis_conf_t *rc)
 {
+#if (NGX_SSL)
     u_char              *p;
     ngx_str_t            none = ngx_null_string;
     ngx_pool_cleanup_t  *cln;
+#endif
 
     if (!rc->tls) {
         if (rc->tls_ca.len || rc->tls_cert.len || rc->tls_key.len
@@ -346,6 +348,15 @@ ngx_http_mpn_redis_tls(ngx_conf_t *cf, ngx_http_mpn_redis_conf_t *rc)
 
         return NGX_CONF_OK;
     }
+
+#if !(NGX_SSL)
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"tls\" in \"mpn_redis\" needs an nginx built with "
+                       "SSL (--with-http_ssl_module)");
+    return NGX_CONF_ERROR;
+
+#else
 
     if (rc->is_unix) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -438,6 +449,8 @@ ngx_http_mpn_redis_tls(ngx_conf_t *cf, ngx_http_mpn_redis_conf_t *rc)
     }
 
     return NGX_CONF_OK;
+
+#endif
 }
 
 
@@ -598,6 +611,8 @@ ngx_http_mpn_redis_connect_to(ngx_http_mpn_redis_conn_t *rc,
 }
 
 
+#if (NGX_SSL)
+
 /* TLS on a connected socket: SNI, then nginx's handshake */
 
 ngx_int_t
@@ -685,3 +700,5 @@ ngx_http_mpn_redis_tls_check(ngx_http_mpn_redis_conn_t *rc,
 
     return NGX_OK;
 }
+
+#endif
