@@ -85,6 +85,7 @@ static void ngx_http_mpn_redis_probe_reply(ngx_http_mpn_redis_conn_t *rc,
     redisReply *reply);
 static void ngx_http_mpn_redis_unready(ngx_http_mpn_redis_conn_t *rc,
     redisReply *reply);
+static void ngx_http_mpn_redis_settle_nils(ngx_http_mpn_redis_conn_t *rc);
 static void ngx_http_mpn_redis_serve(ngx_http_mpn_redis_conn_t *rc);
 static ngx_http_mpn_redis_cmd_t *ngx_http_mpn_redis_cmd(
     ngx_http_mpn_redis_conn_t *rc, int argc, const char **argv,
@@ -110,6 +111,9 @@ static void ngx_http_mpn_redis_keepalive(ngx_http_mpn_redis_conn_t *rc,
 static ngx_http_mpn_redis_conn_t  ngx_http_mpn_redis_lookups;
 
 static ngx_http_mpn_limit_t  ngx_http_mpn_redis_timeout_limit;
+
+/* a confirmed "no record", handed on after the original reply was freed */
+static redisReply            ngx_http_mpn_redis_nil;
 
 
 /* a connection */
@@ -137,6 +141,10 @@ ngx_http_mpn_redis_conn_start(ngx_http_mpn_redis_conn_t *rc,
 
     ngx_queue_init(&rc->sent);
     ngx_queue_init(&rc->waiting);
+    ngx_queue_init(&rc->nils);
+    rc->probes = 0;
+
+    ngx_http_mpn_redis_nil.type = REDIS_REPLY_NIL;
 
     /* the timers are cancelable: they never hold up a graceful exit */
 
@@ -613,7 +621,8 @@ ngx_http_mpn_redis_probe(ngx_http_mpn_redis_conn_t *rc)
         return NGX_ERROR;
     }
 
-    rc->probing = 1;
+    rc->probes++;
+    rc->probe_seq = cmd->seq;
 
     return NGX_OK;
 }
@@ -630,7 +639,7 @@ ngx_http_mpn_redis_probe_handler(ngx_event_t *ev)
         return;
     }
 
-    if (!rc->probing) {
+    if (rc->probes == 0) {
         if (ngx_http_mpn_redis_probe(rc) != NGX_OK) {
             ngx_http_mpn_redis_conn_drop(rc, "cannot check the marker");
             return;
@@ -649,10 +658,11 @@ ngx_http_mpn_redis_probe_reply(ngx_http_mpn_redis_conn_t *rc,
 {
     ngx_http_mpn_redis_conf_t  *conf = rc->conf;
 
-    rc->probing = 0;
+    rc->probes--;
 
     if (reply->type != REDIS_REPLY_INTEGER || reply->integer <= 0) {
         ngx_http_mpn_redis_unready(rc, reply);
+        ngx_http_mpn_redis_settle_nils(rc);
         return;
     }
 
@@ -679,6 +689,37 @@ ngx_http_mpn_redis_probe_reply(ngx_http_mpn_redis_conn_t *rc,
                       "mpn: redis %V database %i: dataset marker \"%V\" "
                       "found, lookups are served again",
                       &conf->addr_text, conf->db, rc->probe);
+    }
+
+    /* every nil reply waiting was sent before this check */
+    ngx_http_mpn_redis_settle_nils(rc);
+}
+
+
+/* nil replies: "no record" if the marker is there, else unavailable */
+
+static void
+ngx_http_mpn_redis_settle_nils(ngx_http_mpn_redis_conn_t *rc)
+{
+    ngx_queue_t               *q;
+    redisReply                *reply;
+    ngx_http_mpn_redis_cmd_t  *cmd;
+
+    reply = (rc->state == NGX_HTTP_MPN_REDIS_READY)
+            ? &ngx_http_mpn_redis_nil : NULL;
+
+    if (reply == NULL) {
+        ngx_http_mpn_redis_fail(rc, &rc->nils);
+        return;
+    }
+
+    while (!ngx_queue_empty(&rc->nils)) {
+        q = ngx_queue_head(&rc->nils);
+        cmd = ngx_queue_data(q, ngx_http_mpn_redis_cmd_t, queue);
+        ngx_queue_remove(q);
+
+        cmd->handler(cmd->data, reply);
+        ngx_http_mpn_redis_free_cmd(rc, cmd);
     }
 }
 
@@ -1142,6 +1183,32 @@ ngx_http_mpn_redis_dispatch(ngx_http_mpn_redis_conn_t *rc, redisReply *reply)
         return;
     }
 
+    if (reply->type == REDIS_REPLY_NIL
+        && (cmd->flags & NGX_HTTP_MPN_REDIS_CONFIRM_NIL)
+        && rc->probe != NULL)
+    {
+        /*
+         * "No record" from a Redis that lost its data under a live
+         * connection would make a paying partner a stranger: it waits
+         * for a marker check sent after it
+         */
+
+        ngx_queue_remove(q);
+        ngx_queue_insert_tail(&rc->nils, q);
+        freeReplyObject(reply);
+
+        if (rc->probe_seq < cmd->seq) {
+            if (ngx_http_mpn_redis_probe(rc) != NGX_OK) {
+                ngx_http_mpn_redis_conn_drop(rc, "cannot check the marker");
+                return;
+            }
+
+            ngx_post_event(rc->peer.connection->write, &ngx_posted_events);
+        }
+
+        return;
+    }
+
     if (cmd->flags & NGX_HTTP_MPN_REDIS_PUSH) {
         /* stays first: every later reply is its */
         cmd->handler(cmd->data, reply);
@@ -1236,7 +1303,7 @@ ngx_http_mpn_redis_close(ngx_http_mpn_redis_conn_t *rc)
         ngx_del_timer(&rc->probe_timer);
     }
 
-    rc->probing = 0;
+    rc->probes = 0;
     rc->served = 0;
 
     if (rc->state == NGX_HTTP_MPN_REDIS_LOCATING) {
@@ -1250,8 +1317,10 @@ ngx_http_mpn_redis_close(ngx_http_mpn_redis_conn_t *rc)
     ngx_queue_init(&all);
     ngx_queue_init(&failed);
 
+    ngx_queue_add(&all, &rc->nils);
     ngx_queue_add(&all, &rc->sent);
     ngx_queue_add(&all, &rc->waiting);
+    ngx_queue_init(&rc->nils);
     ngx_queue_init(&rc->sent);
     ngx_queue_init(&rc->waiting);
 
@@ -1413,8 +1482,10 @@ ngx_http_mpn_redis_get(ngx_str_t *key, ngx_http_mpn_reply_pt handler,
     /* GET is idempotent: it may be sent again after a loss */
 
     cmd = ngx_http_mpn_redis_send(&ngx_http_mpn_redis_lookups, 2, argv,
-                                  argvlen, NGX_HTTP_MPN_REDIS_RETRY, handler,
-                                  data);
+                                  argvlen,
+                                  NGX_HTTP_MPN_REDIS_RETRY
+                                  |NGX_HTTP_MPN_REDIS_CONFIRM_NIL,
+                                  handler, data);
 
     if (cmd == NULL) {
         ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);

@@ -30,6 +30,8 @@
 #define NGX_HTTP_MPN_REDIS_RETRY  0x01
 /* answered again and again (SUBSCRIBE): stays until the connection goes */
 #define NGX_HTTP_MPN_REDIS_PUSH   0x02
+/* a nil reply is handed on only once a probe sent after it succeeded */
+#define NGX_HTTP_MPN_REDIS_CONFIRM_NIL  0x04
 
 
 typedef struct ngx_http_mpn_redis_conn_s  ngx_http_mpn_redis_conn_t;
@@ -64,6 +66,9 @@ struct ngx_http_mpn_redis_conn_s {
 
     ngx_queue_t                sent;         /* commands awaiting a reply */
     ngx_queue_t                waiting;      /* to send once ready */
+    ngx_queue_t                nils;         /* nil replies to confirm */
+    ngx_uint_t                 probes;       /* EXISTS outstanding */
+    uint64_t                   probe_seq;    /* seq of the last EXISTS */
 
     u_char                    *out_start;    /* the output buffer */
     u_char                    *out_pos;
@@ -85,7 +90,6 @@ struct ngx_http_mpn_redis_conn_s {
 
     unsigned                   was_ready:1;
     unsigned                   exiting:1;
-    unsigned                   probing:1;    /* an EXISTS is outstanding */
     unsigned                   served:1;     /* this connection was ready */
     unsigned                   unready_said:1;
 };
