@@ -87,7 +87,8 @@ const char *const mpn_reason_names[MPN_NREASONS] = {
     "lapsed",
     "cancelled",
     "redis_unavailable",
-    "bad_record"
+    "bad_record",
+    "keys_unavailable"
 };
 
 

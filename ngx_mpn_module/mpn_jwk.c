@@ -67,6 +67,8 @@ static EVP_PKEY *mpn_jwk_fromdata(const char *type, OSSL_PARAM_BLD *bld,
     int selection);
 static void mpn_jwk_free(mpn_jwk_t *key);
 static int mpn_jwk_has_private_members(json_t *obj);
+static mpn_keyset_t *mpn_keyset_new(size_t nkeys, char *err,
+    size_t err_len);
 static mpn_keyset_t *mpn_keyset_parse(const char *json, size_t len,
     int want_private, char *err, size_t err_len, mpn_token_warn_pt warn,
     void *warn_data);
@@ -198,7 +200,7 @@ static mpn_keyset_t *
 mpn_keyset_parse(const char *json, size_t len, int want_private, char *err,
     size_t err_len, mpn_token_warn_pt warn, void *warn_data)
 {
-    int            i, rc;
+    int            rc;
     size_t         index;
     char           msg[160], line[200];
     json_t        *root, *keys, *obj;
@@ -230,27 +232,9 @@ mpn_keyset_parse(const char *json, size_t len, int want_private, char *err,
         goto failed;
     }
 
-    ks = calloc(1, sizeof(mpn_keyset_t));
+    ks = mpn_keyset_new(json_array_size(keys), err, err_len);
     if (ks == NULL) {
-        mpn_err(err, err_len, "out of memory");
         goto failed;
-    }
-
-    ks->keys = calloc(json_array_size(keys) + 1, sizeof(mpn_jwk_t));
-    ks->hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    ks->dctx = EVP_MD_CTX_new();
-
-    if (ks->keys == NULL || ks->hmac == NULL || ks->dctx == NULL) {
-        mpn_err(err, err_len, "out of memory");
-        goto failed;
-    }
-
-    for (i = 0; i < MPN_MD_N; i++) {
-        ks->md[i] = EVP_MD_fetch(NULL, mpn_md_names[i], NULL);
-        if (ks->md[i] == NULL) {
-            mpn_err(err, err_len, "no %s in OpenSSL", mpn_md_names[i]);
-            goto failed;
-        }
     }
 
     json_array_foreach(keys, index, obj) {
@@ -318,6 +302,71 @@ failed:
 }
 
 
+/* an empty set with room for nkeys keys and its own digests */
+
+static mpn_keyset_t *
+mpn_keyset_new(size_t nkeys, char *err, size_t err_len)
+{
+    int            i;
+    mpn_keyset_t  *ks;
+
+    ks = calloc(1, sizeof(mpn_keyset_t));
+    if (ks == NULL) {
+        mpn_err(err, err_len, "out of memory");
+        return NULL;
+    }
+
+    ks->keys = calloc(nkeys + 1, sizeof(mpn_jwk_t));
+    ks->hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    ks->dctx = EVP_MD_CTX_new();
+
+    if (ks->keys == NULL || ks->hmac == NULL || ks->dctx == NULL) {
+        mpn_err(err, err_len, "out of memory");
+        mpn_keyset_free(ks);
+        return NULL;
+    }
+
+    for (i = 0; i < MPN_MD_N; i++) {
+        ks->md[i] = EVP_MD_fetch(NULL, mpn_md_names[i], NULL);
+        if (ks->md[i] == NULL) {
+            mpn_err(err, err_len, "no %s in OpenSSL", mpn_md_names[i]);
+            mpn_keyset_free(ks);
+            return NULL;
+        }
+    }
+
+    return ks;
+}
+
+
+/*
+ * The keys are copied as structures: their OpenSSL objects stay owned by
+ * a and b.  The join has its own digests and header cache, so a header
+ * cached in it can only name a key of a or b, both alive while it is.
+ */
+
+mpn_keyset_t *
+mpn_keyset_join(const mpn_keyset_t *a, const mpn_keyset_t *b)
+{
+    char           err[64];
+    mpn_keyset_t  *ks;
+
+    ks = mpn_keyset_new(a->nkeys + b->nkeys, err, sizeof(err));
+    if (ks == NULL) {
+        ERR_clear_error();
+        return NULL;
+    }
+
+    ks->borrowed = 1;
+
+    memcpy(ks->keys, a->keys, a->nkeys * sizeof(mpn_jwk_t));
+    memcpy(ks->keys + a->nkeys, b->keys, b->nkeys * sizeof(mpn_jwk_t));
+    ks->nkeys = a->nkeys + b->nkeys;
+
+    return ks;
+}
+
+
 void
 mpn_keyset_free(mpn_keyset_t *ks)
 {
@@ -329,7 +378,7 @@ mpn_keyset_free(mpn_keyset_t *ks)
     }
 
     if (ks->keys != NULL) {
-        for (k = 0; k < ks->nkeys; k++) {
+        for (k = 0; k < ks->nkeys && !ks->borrowed; k++) {
             mpn_jwk_free(&ks->keys[k]);
         }
 

@@ -103,6 +103,7 @@ struct mpn_keyset_s {
     EVP_MD_CTX     *dctx;           /* digests for RSA and EC */
     mpn_hdr_cache_t hdr[MPN_HDR_CACHE];
     unsigned        hdr_next;
+    int             borrowed;       /* a join: the keys are not its own */
 };
 
 

@@ -552,7 +552,7 @@ mpn_token_key(const mpn_keyset_t *ks, int alg, const char *kid,
     }
 
     if (kid != NULL && named == 0) {
-        *why = "unknown kid";
+        *why = MPN_TOKEN_WHY_UNKNOWN_KID;
         return NULL;
     }
 

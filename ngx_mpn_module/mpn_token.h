@@ -20,6 +20,8 @@
 #define MPN_TOKEN_KID_MAX 255
 #define MPN_TOKEN_HASH_HEX 8         /* hex digits of a token's log hash */
 
+#define MPN_TOKEN_WHY_UNKNOWN_KID  "unknown kid"
+
 
 enum {
     MPN_TOKEN_OK = 0,
@@ -57,6 +59,12 @@ void mpn_keyset_free(mpn_keyset_t *ks);
 /* the number of usable keys */
 size_t mpn_keyset_count(const mpn_keyset_t *ks);
 
+/* A key set holding the keys of a, then those of b, as if both documents
+ * had been one (a kid in both is ambiguous, as within one set).  The keys
+ * are borrowed, not copied: the join must be freed (mpn_keyset_free)
+ * before a or b.  NULL when out of memory. */
+mpn_keyset_t *mpn_keyset_join(const mpn_keyset_t *a, const mpn_keyset_t *b);
+
 
 /* Verifies a compact JWS and its claims.  A leading "Bearer" (any case)
  * followed by one or more spaces is stripped.  On MPN_TOKEN_OK, id gets
@@ -64,7 +72,8 @@ size_t mpn_keyset_count(const mpn_keyset_t *ks);
  * its length.  MPN_TOKEN_BAD_ID: every check passed but the partner claim
  * is a string that does not match ^[A-Za-z0-9._-]{1,64}$.  Otherwise *why is a static string in words ("signature
  * mismatch", "unknown kid", "alg none", "expired", ...) that never holds
- * any byte of the token. */
+ * any byte of the token; a kid that names no key is always
+ * MPN_TOKEN_WHY_UNKNOWN_KID, which a caller may compare with strcmp(). */
 int mpn_token_verify(const mpn_keyset_t *ks, const char *tok, size_t len,
     int64_t now, const mpn_token_opts_t *opts, char *id, size_t *id_len,
     const char **why);

@@ -1820,6 +1820,84 @@ test_key_choice_by_kid_or_only_fitting_key(void **state)
 }
 
 
+/* a file set and a fetched set used as one (mpn_token_keys_request) */
+
+static void
+test_joined_sets_act_as_one(void **state)
+{
+    char          *t, *k2, *k2pub, *jwks, *priv;
+    size_t         n;
+    mpn_keyset_t  *b, *dup, *join, *join2;
+
+    (void) state;
+
+    k2 = mpn_token_keygen("ES256", "fetched", err, sizeof(err));
+    assert_non_null(k2);
+    k2pub = strip_private(k2);
+
+    n = strlen(k2pub) + 16;
+    jwks = malloc(n);
+    snprintf(jwks, n, "{\"keys\":[%s]}", k2pub);
+    b = load(jwks);
+    assert_non_null(b);
+
+    join = mpn_keyset_join(K.ks, b);
+    assert_non_null(join);
+    assert_int_equal(mpn_keyset_count(join),
+                     mpn_keyset_count(K.ks) + 1);
+
+    /* a key of either set verifies */
+    t = sign("ec256", "ES256", claims(""));
+    assert_int_equal(verify(join, t, NOW, NULL, NULL), MPN_TOKEN_OK);
+    free(t);
+
+    n = strlen(k2) + 16;
+    priv = malloc(n);
+    snprintf(priv, n, "{\"keys\":[%s]}", k2);
+    t = mpn_token_sign(priv, strlen(priv), "fetched", NULL, claims(""), err,
+                       sizeof(err));
+    free(priv);
+    assert_non_null(t);
+    assert_int_equal(verify(join, t, NOW, NULL, NULL), MPN_TOKEN_OK);
+    assert_bad(K.ks, t, NOW, NULL, MPN_TOKEN_WHY_UNKNOWN_KID);
+    free(t);
+
+    /* without kid, a P-256 key in each set: ambiguous, as in one set */
+    t = sign_raw("ec256", "ES256", "{\"alg\":\"ES256\"}", claims(""));
+    assert_bad(join, t, NOW, NULL, "more than one key fits");
+    free(t);
+
+    /* a kid in neither */
+    t = sign_raw("ec256", "ES256", "{\"alg\":\"ES256\",\"kid\":\"x\"}",
+                 claims(""));
+    assert_bad(join, t, NOW, NULL, "unknown kid");
+    free(t);
+
+    /* the same kid in both sets is ambiguous too */
+    dup = load(K.pub);
+    assert_non_null(dup);
+    join2 = mpn_keyset_join(join, dup);
+    assert_non_null(join2);
+    t = sign("ec256", "ES256", claims(""));
+    assert_bad(join2, t, NOW, NULL, "more than one key fits");
+    free(t);
+
+    /* freeing a join leaves the keys to their sets, which still work */
+    mpn_keyset_free(join2);
+    mpn_keyset_free(join);
+    mpn_keyset_free(dup);
+
+    t = sign("ec256", "ES256", claims(""));
+    assert_int_equal(verify(K.ks, t, NOW, NULL, NULL), MPN_TOKEN_OK);
+    free(t);
+
+    mpn_keyset_free(b);
+    free(jwks);
+    free(k2);
+    free(k2pub);
+}
+
+
 static void
 test_hmac_key_shorter_than_hash_does_not_fit(void **state)
 {
@@ -2096,6 +2174,7 @@ main(void)
         cmocka_unit_test(test_hs256_signed_with_rsa_public_pem_is_rejected),
         cmocka_unit_test(test_key_embedded_in_header_is_never_used),
         cmocka_unit_test(test_key_choice_by_kid_or_only_fitting_key),
+        cmocka_unit_test(test_joined_sets_act_as_one),
         cmocka_unit_test(test_hmac_key_shorter_than_hash_does_not_fit),
         cmocka_unit_test(
             test_signature_of_wrong_length_or_tampered_is_rejected),
