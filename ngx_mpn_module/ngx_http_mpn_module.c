@@ -11,9 +11,12 @@
 #include "ngx_http_mpn_redis.h"
 #include "ngx_http_mpn_cache.h"
 #include "ngx_http_mpn_status.h"
+#include "ngx_http_mpn_keys.h"
 
 
 static ngx_int_t ngx_http_mpn_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_mpn_gate(ngx_http_request_t *r,
+    ngx_http_mpn_loc_conf_t *lcf, ngx_http_mpn_ctx_t *ctx);
 static void ngx_http_mpn_ctx_marker(void *data);
 static ngx_uint_t ngx_http_mpn_same_identity(ngx_http_mpn_loc_conf_t *a,
     ngx_http_mpn_loc_conf_t *b);
@@ -127,6 +130,20 @@ static ngx_command_t  ngx_http_mpn_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_mpn_token_cache_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mpn_token_keys_request"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_mpn_keys_request_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mpn_token_keys_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_mpn_keys_cache_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
 
@@ -297,12 +314,10 @@ static ngx_str_t  ngx_http_mpn_bearer = ngx_string("Bearer realm=\"mpn\"");
 static ngx_int_t
 ngx_http_mpn_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                  rc;
     ngx_uint_t                 counted;
     ngx_pool_cleanup_t        *cln;
     ngx_http_mpn_ctx_t        *ctx;
     ngx_http_mpn_loc_conf_t   *lcf;
-    ngx_http_mpn_main_conf_t  *mcf;
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_mpn_module);
 
@@ -323,8 +338,15 @@ ngx_http_mpn_handler(ngx_http_request_t *r)
     }
 
     if (ctx != NULL) {
+        if (ctx->keys_woken) {
+            /* the key set it waited for came, or will not come */
+            ctx->keys_woken = 0;
+            return ngx_http_mpn_gate(r, lcf, ctx);
+        }
+
         if (!ctx->decided && !ctx->fetched) {
-            /* only the fetch's own wake-up gets here; it has a timer */
+            /* only a wake-up of the record's fetch (which has a timer) or
+             * of a key set's (polled) gets here */
             return NGX_AGAIN;
         }
 
@@ -372,10 +394,28 @@ ngx_http_mpn_handler(ngx_http_request_t *r)
     cln->handler = ngx_http_mpn_ctx_marker;
     cln->data = ctx;
 
+    return ngx_http_mpn_gate(r, lcf, ctx);
+}
+
+
+/* identity, record, decision and answer; again after a wait for keys */
+
+static ngx_int_t
+ngx_http_mpn_gate(ngx_http_request_t *r, ngx_http_mpn_loc_conf_t *lcf,
+    ngx_http_mpn_ctx_t *ctx)
+{
+    ngx_int_t                  rc;
+    ngx_http_mpn_main_conf_t  *mcf;
+
     rc = ngx_http_mpn_identify(r, lcf, ctx);
 
     if (rc == NGX_ERROR) {
         return ngx_http_mpn_internal_error(r, lcf, ctx);
+    }
+
+    if (rc == NGX_AGAIN) {
+        /* waits for a key set */
+        return NGX_AGAIN;
     }
 
     if (rc == NGX_DECLINED) {
@@ -444,6 +484,7 @@ ngx_http_mpn_same_identity(ngx_http_mpn_loc_conf_t *a,
     return a->partner == b->partner
            && a->token == b->token
            && a->token_keys == b->token_keys
+           && a->keys_src == b->keys_src
            && a->token_claim.data == b->token_claim.data
            && a->token_issuer.data == b->token_issuer.data
            && a->token_audience.data == b->token_audience.data
@@ -1052,6 +1093,10 @@ ngx_http_mpn_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_http_mpn_keys_add_zone(cf, mcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     /* the counters, whenever there is something to count or show */
 
     if ((mcf->redis != NULL || mcf->status_used)
@@ -1089,6 +1134,8 @@ ngx_http_mpn_create_loc_conf(ngx_conf_t *cf)
     conf->partner = NGX_CONF_UNSET_PTR;
     conf->token = NGX_CONF_UNSET_PTR;
     conf->token_keys = NGX_CONF_UNSET_PTR;
+    conf->keys_src = NGX_CONF_UNSET_PTR;
+    conf->keys_cache = NGX_CONF_UNSET;
     conf->token_leeway = NGX_CONF_UNSET;
     conf->require_tier = NGX_CONF_UNSET_UINT;
     conf->require_benefits = NGX_CONF_UNSET_PTR;
@@ -1132,7 +1179,9 @@ ngx_http_mpn_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->partner, NULL, NULL);
     ngx_conf_merge_ptr_value(conf->token, NULL, NULL);
 
-    if (ngx_http_mpn_token_merge(cf, prev, conf) != NGX_CONF_OK) {
+    if (ngx_http_mpn_keys_merge(cf, prev, conf) != NGX_CONF_OK
+        || ngx_http_mpn_token_merge(cf, prev, conf) != NGX_CONF_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
@@ -1183,10 +1232,13 @@ ngx_http_mpn_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    if (conf->token != NULL && conf->token_keys == NULL) {
+    if (conf->token != NULL && conf->token_keys == NULL
+        && conf->keys_src == NULL)
+    {
         ngx_http_mpn_conf_error(cf, &conf->enable_pos,
                                 "\"mpn\" is on and \"mpn_token\" is set "
-                                "but \"mpn_token_keys\" is not");
+                                "but neither \"mpn_token_keys\" nor "
+                                "\"mpn_token_keys_request\" is");
         return NGX_CONF_ERROR;
     }
 

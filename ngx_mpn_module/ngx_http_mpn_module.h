@@ -38,6 +38,7 @@
 typedef struct ngx_http_mpn_fetch_s   ngx_http_mpn_fetch_t;
 typedef struct ngx_http_mpn_redis_cmd_s  ngx_http_mpn_redis_cmd_t;
 typedef struct ngx_http_mpn_cache_s   ngx_http_mpn_cache_t;
+typedef struct ngx_http_mpn_keys_src_s  ngx_http_mpn_keys_src_t;
 
 
 typedef struct {
@@ -91,6 +92,9 @@ typedef struct {
     ngx_flag_t                 status_used;  /* an mpn_status location */
     ssize_t                    token_cache;  /* bytes; 0 unset, -1 off */
     ngx_http_mpn_conf_pos_t    cache_pos;    /* of mpn_cache */
+    ngx_array_t               *key_sources;  /* of ngx_http_mpn_keys_src_t *
+                                              * (mpn_token_keys_request) */
+    ngx_shm_zone_t            *keys_zone;    /* their fetched key sets */
 } ngx_http_mpn_main_conf_t;
 
 
@@ -101,6 +105,8 @@ typedef struct {
     ngx_http_complex_value_t  *partner;      /* mpn_partner */
     ngx_http_complex_value_t  *token;        /* mpn_token */
     mpn_keyset_t              *token_keys;   /* mpn_token_keys */
+    ngx_http_mpn_keys_src_t   *keys_src;     /* mpn_token_keys_request */
+    time_t                     keys_cache;   /* mpn_token_keys_cache */
     ngx_str_t                  token_claim;
     ngx_str_t                  token_issuer;
     ngx_str_t                  token_audience;
@@ -142,10 +148,17 @@ typedef struct {
     ngx_queue_t                queue;        /* in fetch->waiters */
     ngx_str_t                  detail;       /* for the refusal line: why
                                                 a record or token failed */
+    ngx_http_mpn_keys_src_t   *keys_wait;    /* the key set waited for */
+    ngx_http_mpn_keys_src_t   *keys_fetch;   /* the key set it fetches */
+    ngx_queue_t                keys_queue;   /* in keys_wait->waiters */
+    ngx_uint_t                 keys_attempts;/* fetches ended, at the wait */
     unsigned                   fetched:1;
     unsigned                   decided:1;
     unsigned                   counted:1;    /* in mpn_decisions_total */
     unsigned                   internal:1;   /* failed inside nginx: 500 */
+    unsigned                   keys_waited:1;/* a fetch it waited for ended */
+    unsigned                   keys_woken:1; /* identify again */
+    unsigned                   keys_cleanup:1;
 } ngx_http_mpn_ctx_t;
 
 
@@ -193,8 +206,8 @@ ngx_int_t ngx_http_mpn_token_identify(ngx_http_request_t *r,
 char *ngx_http_mpn_token_cache_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 int ngx_http_mpn_token_cache_verify(ngx_http_request_t *r,
-    ngx_http_mpn_loc_conf_t *lcf, ngx_str_t *token, char *id, size_t *len,
-    const char **why);
+    ngx_http_mpn_loc_conf_t *lcf, mpn_keyset_t *ks, ngx_str_t *token,
+    char *id, size_t *len, const char **why);
 /* call whenever a key set in use is replaced (a reload does it itself) */
 void ngx_http_mpn_token_cache_keys_changed(void);
 void ngx_http_mpn_token_cache_exit_process(void);

@@ -8,6 +8,7 @@
 
 #include "ngx_http_mpn_status.h"
 #include "ngx_http_mpn_cache.h"
+#include "ngx_http_mpn_keys.h"
 
 
 #define NGX_HTTP_MPN_STATUS_JSON        0
@@ -37,6 +38,8 @@ static u_char *ngx_http_mpn_status_prometheus(u_char *p,
     ngx_http_mpn_stats_t *st, ngx_uint_t *gauges);
 static ngx_uint_t ngx_http_mpn_status_shown(ngx_http_mpn_stats_t *st,
     ngx_uint_t d, ngx_uint_t r);
+static u_char *ngx_http_mpn_status_keys(u_char *p, ngx_http_mpn_stats_t *st,
+    ngx_uint_t keys, ngx_uint_t kind);
 
 
 ngx_http_mpn_stats_t  *ngx_http_mpn_stats;
@@ -76,7 +79,8 @@ static ngx_http_mpn_outcome_t  ngx_http_mpn_outcomes[] = {
     { MPN_RENEW, MPN_R_LAPSED },
     { MPN_DENY, MPN_R_SUSPENDED },
     { MPN_ERROR, MPN_R_REDIS_UNAVAILABLE },
-    { MPN_ERROR, MPN_R_BAD_RECORD }
+    { MPN_ERROR, MPN_R_BAD_RECORD },
+    { MPN_ERROR, MPN_R_KEYS_UNAVAILABLE }
 };
 
 
@@ -245,6 +249,18 @@ ngx_http_mpn_status_latency(uint64_t usec)
 }
 
 
+void
+ngx_http_mpn_status_keys_fetch(ngx_uint_t result)
+{
+    if (ngx_http_mpn_stats == NULL || result >= NGX_HTTP_MPN_KEYS_NRESULTS) {
+        return;
+    }
+
+    /* this worker's own block: a plain add */
+    ngx_http_mpn_stats->keys_fetches[result]++;
+}
+
+
 uint64_t
 ngx_http_mpn_usec(void)
 {
@@ -289,7 +305,7 @@ ngx_http_mpn_status_handler(ngx_http_request_t *r)
     ngx_int_t                  rc;
     ngx_str_t                  format;
     ngx_buf_t                 *b;
-    ngx_uint_t                 kind, entries, gauges[3];
+    ngx_uint_t                 kind, entries, gauges[3], keys;
     ngx_chain_t                out;
     ngx_http_mpn_stats_t       st;
     ngx_http_mpn_main_conf_t  *mcf;
@@ -334,11 +350,13 @@ ngx_http_mpn_status_handler(ngx_http_request_t *r)
         gauges[NGX_HTTP_MPN_GAUGE_TOTAL] = total;
     }
 
+    keys = ngx_http_mpn_keys_usable(mcf);
+
     /* generous: every line is well under 256 bytes */
     len = 256 * (sizeof(ngx_http_mpn_outcomes)
                  / sizeof(ngx_http_mpn_outcome_t)
                  + MPN_NDECISIONS * MPN_NREASONS
-                 + NGX_HTTP_MPN_STAT_N + 3 + NGX_HTTP_MPN_NLATENCY + 8);
+                 + NGX_HTTP_MPN_STAT_N + 3 + NGX_HTTP_MPN_NLATENCY + 16);
 
     b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
@@ -347,10 +365,12 @@ ngx_http_mpn_status_handler(ngx_http_request_t *r)
 
     if (kind == NGX_HTTP_MPN_STATUS_JSON) {
         b->last = ngx_http_mpn_status_json(b->last, &st, gauges);
+        b->last = ngx_http_mpn_status_keys(b->last, &st, keys, kind);
         ngx_str_set(&r->headers_out.content_type, "application/json");
 
     } else {
         b->last = ngx_http_mpn_status_prometheus(b->last, &st, gauges);
+        b->last = ngx_http_mpn_status_keys(b->last, &st, keys, kind);
         ngx_str_set(&r->headers_out.content_type,
                     "text/plain; version=0.0.4; charset=utf-8");
     }
@@ -408,6 +428,10 @@ ngx_http_mpn_status_snapshot(ngx_http_mpn_stats_t *st)
 
         for (i = 0; i <= NGX_HTTP_MPN_NLATENCY; i++) {
             st->latency[i] += sh->latency[i];
+        }
+
+        for (i = 0; i < NGX_HTTP_MPN_KEYS_NRESULTS; i++) {
+            st->keys_fetches[i] += sh->keys_fetches[i];
         }
     }
 }
@@ -511,6 +535,8 @@ ngx_http_mpn_status_json(u_char *p, ngx_http_mpn_stats_t *st,
                     st->latency_sum / 1000000, st->latency_sum % 1000000,
                     count);
 
+    /* ngx_http_mpn_status_keys() adds its member and closes the document */
+
     p = ngx_sprintf(p, "\"invalidations\":%uA,\"aborted\":%uA,"
                     "\"token_cache\":{",
                     st->counters[NGX_HTTP_MPN_STAT_INVALIDATIONS],
@@ -525,7 +551,7 @@ ngx_http_mpn_status_json(u_char *p, ngx_http_mpn_stats_t *st,
                         ngx_http_mpn_counters[i].json, st->counters[i]);
     }
 
-    p = ngx_sprintf(p, "}}\n");
+    p = ngx_sprintf(p, "}");
 
     return p;
 }
@@ -597,4 +623,48 @@ ngx_http_mpn_status_prometheus(u_char *p, ngx_http_mpn_stats_t *st,
                     count);
 
     return p;
+}
+
+
+/*
+ * mpn_token_keys_fetches_total{result} and mpn_token_keys; in JSON, the
+ * last member, "token_keys", and the end of the document
+ */
+
+static u_char *
+ngx_http_mpn_status_keys(u_char *p, ngx_http_mpn_stats_t *st,
+    ngx_uint_t keys, ngx_uint_t kind)
+{
+    ngx_uint_t   i;
+
+    static const char  *results[NGX_HTTP_MPN_KEYS_NRESULTS] = {
+        "ok", "error", "invalid"
+    };
+
+    if (kind == NGX_HTTP_MPN_STATUS_JSON) {
+        p = ngx_sprintf(p, ",\"token_keys\":{\"fetches\":{");
+
+        for (i = 0; i < NGX_HTTP_MPN_KEYS_NRESULTS; i++) {
+            p = ngx_sprintf(p, "%s\"%s\":%uA", i ? "," : "", results[i],
+                            st->keys_fetches[i]);
+        }
+
+        return ngx_sprintf(p, "},\"keys\":%ui}}\n", keys);
+    }
+
+    p = ngx_sprintf(p,
+            "# HELP mpn_token_keys_fetches_total Fetches of key sets from "
+            "the identity provider, by result.\n"
+            "# TYPE mpn_token_keys_fetches_total counter\n");
+
+    for (i = 0; i < NGX_HTTP_MPN_KEYS_NRESULTS; i++) {
+        p = ngx_sprintf(p, "mpn_token_keys_fetches_total{result=\"%s\"} %uA\n",
+                        results[i], st->keys_fetches[i]);
+    }
+
+    return ngx_sprintf(p,
+               "# HELP mpn_token_keys Keys usable now in the fetched key "
+               "sets.\n"
+               "# TYPE mpn_token_keys gauge\n"
+               "mpn_token_keys %ui\n", keys);
 }

@@ -42,6 +42,7 @@ typedef struct {
     ngx_atomic_t               counters[NGX_HTTP_MPN_STAT_N];
     ngx_atomic_t               latency[NGX_HTTP_MPN_NLATENCY + 1];
     ngx_atomic_t               latency_sum;  /* microseconds */
+    ngx_atomic_t               keys_fetches[3];  /* NGX_HTTP_MPN_KEYS_OK.. */
 } ngx_http_mpn_stats_t;
 
 
@@ -65,6 +66,7 @@ ngx_int_t ngx_http_mpn_status_add_zone(ngx_conf_t *cf,
 void ngx_http_mpn_status_init_process(ngx_http_mpn_main_conf_t *mcf);
 void ngx_http_mpn_status_decision(ngx_uint_t decision, ngx_uint_t reason);
 void ngx_http_mpn_status_latency(uint64_t usec);
+void ngx_http_mpn_status_keys_fetch(ngx_uint_t result);
 uint64_t ngx_http_mpn_usec(void);
 
 char *ngx_http_mpn_status_directive(ngx_conf_t *cf, ngx_command_t *cmd,

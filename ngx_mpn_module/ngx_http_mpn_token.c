@@ -7,6 +7,7 @@
  */
 
 #include "ngx_http_mpn_module.h"
+#include "ngx_http_mpn_keys.h"
 
 
 #define NGX_HTTP_MPN_JWKS_MAX     (1024 * 1024)
@@ -113,6 +114,7 @@ ngx_http_mpn_token_merge(ngx_conf_t *cf, ngx_http_mpn_loc_conf_t *prev,
      * is applied at each use, so it may differ) */
 
     if (conf->token_keys == prev->token_keys
+        && conf->keys_src == prev->keys_src
         && conf->token_claim.data == prev->token_claim.data
         && conf->token_issuer.data == prev->token_issuer.data
         && conf->token_audience.data == prev->token_audience.data)
@@ -132,23 +134,38 @@ ngx_http_mpn_token_merge(ngx_conf_t *cf, ngx_http_mpn_loc_conf_t *prev,
 
 
 /*
- * NGX_OK with ctx->partner_id set, NGX_DECLINED with a signin decision made,
- * or NGX_ERROR.
+ * NGX_OK with ctx->partner_id set, NGX_DECLINED with a decision made
+ * (signin, or keys_unavailable), NGX_AGAIN while the request waits for a
+ * fetched key set, or NGX_ERROR.
  */
 
 ngx_int_t
 ngx_http_mpn_token_identify(ngx_http_request_t *r,
     ngx_http_mpn_loc_conf_t *lcf, ngx_http_mpn_ctx_t *ctx)
 {
-    int          rc;
-    size_t       len;
-    u_char      *p;
-    ngx_str_t    token;
-    ngx_uint_t   reason;
-    const char  *why;
+    int            rc;
+    size_t         len;
+    u_char        *p;
+    ngx_int_t      krc;
+    ngx_str_t      token;
+    ngx_uint_t     reason;
+    const char    *why;
+    mpn_keyset_t  *ks, *newer;
 
     if (ngx_http_complex_value(r, lcf->token, &token) != NGX_OK) {
         return NGX_ERROR;
+    }
+
+    ks = lcf->token_keys;
+
+    /* no token, no need to fetch keys for it */
+
+    if (lcf->keys_src != NULL && token.len) {
+        krc = ngx_http_mpn_keys_get(r, lcf, ctx, 0, &ks);
+
+        if (krc != NGX_OK) {
+            return krc;
+        }
     }
 
     p = ngx_pnalloc(r->pool, MPN_TOKEN_ID_MAX + 1);
@@ -159,8 +176,25 @@ ngx_http_mpn_token_identify(ngx_http_request_t *r,
     why = "";
     len = 0;
 
-    rc = ngx_http_mpn_token_cache_verify(r, lcf, &token, (char *) p, &len,
-                                         &why);
+    rc = ngx_http_mpn_token_cache_verify(r, lcf, ks, &token, (char *) p,
+                                         &len, &why);
+
+    /* a kid that names no key: the provider may have rotated its keys */
+
+    if (rc == MPN_TOKEN_BAD && lcf->keys_src != NULL
+        && ngx_strcmp(why, MPN_TOKEN_WHY_UNKNOWN_KID) == 0)
+    {
+        krc = ngx_http_mpn_keys_get(r, lcf, ctx, 1, &newer);
+
+        if (krc != NGX_OK) {
+            return krc;
+        }
+
+        if (newer != ks) {
+            rc = ngx_http_mpn_token_cache_verify(r, lcf, newer, &token,
+                                                 (char *) p, &len, &why);
+        }
+    }
 
     switch (rc) {
 

@@ -67,14 +67,15 @@ ngx_http_mpn_token_cache_keys_changed(void)
 
 
 /*
- * mpn_token_verify for a request, through this worker's cache; counts the
- * cache's hits and misses.
+ * mpn_token_verify for a request with the key set ks (the scope's file set,
+ * fetched set, or both), through this worker's cache; counts the cache's
+ * hits and misses.
  */
 
 int
 ngx_http_mpn_token_cache_verify(ngx_http_request_t *r,
-    ngx_http_mpn_loc_conf_t *lcf, ngx_str_t *token, char *id, size_t *len,
-    const char **why)
+    ngx_http_mpn_loc_conf_t *lcf, mpn_keyset_t *ks, ngx_str_t *token,
+    char *id, size_t *len, const char **why)
 {
     int                        rc, hit;
     size_t                     size;
@@ -83,7 +84,7 @@ ngx_http_mpn_token_cache_verify(ngx_http_request_t *r,
     mcf = ngx_http_get_module_main_conf(r, ngx_http_mpn_module);
 
     if (mcf->token_cache == NGX_HTTP_MPN_TOKEN_CACHE_OFF || token->len == 0) {
-        return mpn_token_verify(lcf->token_keys, (char *) token->data,
+        return mpn_token_verify(ks, (char *) token->data,
                                 token->len, (int64_t) ngx_time(),
                                 &lcf->token_opts, id, len, why);
     }
@@ -105,7 +106,7 @@ ngx_http_mpn_token_cache_verify(ngx_http_request_t *r,
     }
 
     rc = mpn_tcache_verify(ngx_http_mpn_tcache, lcf->token_scope,
-                           lcf->token_keys, (char *) token->data, token->len,
+                           ks, (char *) token->data, token->len,
                            (int64_t) ngx_time(), &lcf->token_opts, id, len,
                            why, &hit);
 

@@ -203,7 +203,8 @@ subtest 'JSON and Prometheus, two workers, counted once each' => sub {
         mpn_redis_latency_seconds => 'histogram', mpn_invalidations_total => 'counter',
         mpn_token_cache_hits_total => 'counter', mpn_token_cache_misses_total => 'counter',
         mpn_aborted_total => 'counter',
-        mpn_redis_ready => 'gauge');
+        mpn_redis_ready => 'gauge',
+        mpn_token_keys_fetches_total => 'counter', mpn_token_keys => 'gauge');
     is_deeply({ map { $_ => $p->{$_}{type} } keys %$p }, \%types,
         'exactly the metrics of section 8, with their types');
     ok((grep { $p->{$_}{help} } keys %$p) == keys %types, 'each with a HELP');

@@ -233,7 +233,7 @@ $t->write_file('bad2.json', encode_json({ keys => [ $keys{hs}{jwk}, { kty => 'RS
 $t->write_file('bad3.json', '{"nokeys":[]}');
 my @cases = (
     [ 'mpn on; mpn_token $http_authorization;',
-      qr/"mpn_token" is set but "mpn_token_keys" is not/, 'mpn_token without keys' ],
+      qr/"mpn_token" is set but neither "mpn_token_keys" nor "mpn_token_keys_request" is/, 'mpn_token without keys' ],
     [ "mpn on; mpn_token \$http_authorization; mpn_partner \$http_x; mpn_token_keys $jwks_path;",
       qr/"mpn_partner" and "mpn_token" cannot both be set in one scope/, 'both identity sources in one scope' ],
     [ "mpn_token_keys $dir/nope.json;",
@@ -273,7 +273,7 @@ $t->write_nginx_conf($base =~ s/BODY/$per_location\nlocation \/c {\n    mpn on;\
 ($rc, $out) = $t->nginx_test_conf;
 isnt($rc, 0, 'a gated location without keys: nginx -t fails');
 my ($line) = grep { $t->read_file('nginx.conf') =~ /^(?:.*\n){$_}    mpn on;\n}/ } 0 .. 100;
-like($out, qr/\[emerg\].*"mpn_token" is set but "mpn_token_keys" is not in \S+nginx\.conf:(\d+)/,
+like($out, qr/\[emerg\].*"mpn_token" is set but neither "mpn_token_keys" nor "mpn_token_keys_request" is in \S+nginx\.conf:(\d+)/,
     'the message says why') or diag $out;
 my ($at) = $out =~ /nginx\.conf:(\d+)/;
 is($at, $line + 1, 'and points at the line of that "mpn on"') or diag $out;
