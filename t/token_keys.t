@@ -86,6 +86,7 @@ $p->set('/keys2', mode => 'ok', file => $set1);
 $p->set('/keys3', mode => '500');
 $p->set('/keys4', mode => 'ok', file => $big);
 $p->set('/keys5', mode => 'ok', file => $too_big);
+$p->set('/keys6', mode => 'ok', file => $set1, delay => 1.5);
 
 my $keyloc = <<"EOF";
             internal;
@@ -115,6 +116,7 @@ $t->write_nginx_conf(<<"EOF", workers => 2);
         location /open/ { mpn_token_keys_request /_keys3; mpn_fail open; }
         location /big/ { mpn_token_keys_request /_keys4; alias %%DIR%%/html/t/; }
         location /too-big/ { mpn_token_keys_request /_keys5; alias %%DIR%%/html/t/; }
+        location /leave/ { mpn_token_keys_request /_keys6; alias %%DIR%%/html/t/; }
 
         # no proxy_pass_request_headers off here: the module itself sends
         # none of the client's headers
@@ -132,6 +134,9 @@ $keyloc            proxy_pass http://127.0.0.1:$PP/keys4;
         }
         location = /_keys5 {
 $keyloc            proxy_pass http://127.0.0.1:$PP/keys5;
+        }
+        location = /_keys6 {
+$keyloc            proxy_pass http://127.0.0.1:$PP/keys6;
         }
         location = /status { mpn off; mpn_status; }
     }
@@ -189,6 +194,36 @@ is(scalar keys %pids, 2, 'the requests were served by both workers');
 
 is(metric('mpn_token_keys_fetches_total{result="ok"}'), 1,
     'mpn_token_keys_fetches_total{result="ok"} 1');
+
+# --- requests that leave while they wait ------------------------------------
+
+# the first request starts the fetch and leaves; a waiter leaves too; the
+# others are served after a fetch of their own
+sub send_req {
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        PeerPort => $t->port, Proto => 'tcp') or die "connect: $!";
+    print $s get_req(@_);
+    return $s;
+}
+my $owner = send_req('/leave/x', $tok1);
+sleep 0.3;
+my $waiter = send_req('/leave/x', $tok1);
+my @stay = map { send_req('/leave/x', $tok1) } 1 .. 8;
+sleep 0.3;
+close $owner;
+close $waiter;
+my @answers;
+for my $s (@stay) {
+    my ($sel, $r, $end) = (IO::Select->new($s), '', time + 30);
+    while (time < $end) {
+        last unless $sel->can_read($end - time);
+        last unless sysread($s, $r, 65536, length $r);
+    }
+    push @answers, $r;
+}
+is(scalar(grep { status($_) == 200 } @answers), 8,
+    'the fetch\'s own request left: the 8 that stayed are served');
+is($p->fetches('/keys6'), 2, '... after a second fetch');
 
 # --- a 64 KB set, and nothing of the client's at the provider -----------
 
@@ -331,7 +366,7 @@ $t->reload_nginx;
 @r = concurrent(map { get_req('/t/x', $_ % 2 ? $tok1 : $tok2) } 1 .. 10);
 is(scalar(grep { status($_) == 200 } @r), 10, 'after a reload: the fetched keys are used');
 is($p->fetches('/keys1'), $before, '... without fetching them again');
-is(metric('mpn_token_keys'), 3 + 2 + 2 + 1 + @pads,
+is(metric('mpn_token_keys'), 3 + 2 + 2 + (1 + @pads) + 2,
     'mpn_token_keys counts the keys of every fetched set');
 
 # --- the next early fetch, 30 s after the last --------------------------------
@@ -355,6 +390,8 @@ $t->stop_nginx;
 my $log = $t->error_log;
 like($log, qr/mpn: invalid key set "\/_keys2": not JSON/, 'garbage is logged as such');
 like($log, qr/mpn: fetching key set "\/_keys2" failed: status 500/, 'a 500 is logged');
+like($log, qr/mpn: fetch of key set "\/_keys6" abandoned with its request/,
+    'a fetch given up with its request is logged');
 like($log, qr/mpn: invalid key set "\/_keys5": \d+ bytes, over the 65536 byte limit/,
     'a set over 64 KB is logged');
 my @leaked = grep { index($log, $_) >= 0 } @tokens;
