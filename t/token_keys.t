@@ -150,30 +150,34 @@ sub bearer {
 }
 sub decision { header($_[0], 'X-Mpn') // '' }
 
-# every request on its own connection at once, then every answer
-sub concurrent {
-    my @socks = map {
-        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-            PeerPort => $t->port, Proto => 'tcp') or die "connect: $!";
-        print $s $_;
-        $s;
-    } @_;
-    my @out;
-    for my $s (@socks) {
-        my ($sel, $r, $end) = (IO::Select->new($s), '', time + 30);
-        while (time < $end) {
-            last unless $sel->can_read($end - time);
-            last unless sysread($s, $r, 65536, length $r);
-        }
-        close $s;
-        push @out, $r;
-    }
-    return @out;
-}
 sub get_req {
     my ($uri, $tok) = @_;
     return "GET $uri HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer $tok\r\n"
         . "Cookie: session=client-secret\r\n\r\n";
+}
+
+# a request sent on a connection of its own; its whole answer read later
+sub send_req {
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        PeerPort => $t->port, Proto => 'tcp') or die "connect: $!";
+    print $s get_req(@_);
+    return $s;
+}
+sub answer {
+    my ($s) = @_;
+    my ($sel, $r, $end) = (IO::Select->new($s), '', time + 30);
+    while (time < $end) {
+        last unless $sel->can_read($end - time);
+        last unless sysread($s, $r, 65536, length $r);
+    }
+    close $s;
+    return $r;
+}
+
+# requests ([uri, token] pairs) all sent at once, then every answer
+sub concurrent {
+    my @socks = map { send_req(@$_) } @_;
+    return map { answer($_) } @socks;
 }
 
 sub metric {
@@ -185,7 +189,7 @@ sub metric {
 # --- first use: one fetch, however many requests wait, in both workers ---
 
 my $tok1 = token('k1');
-my @r = concurrent(map { get_req('/t/x', $tok1) } 1 .. 24);
+my @r = concurrent(map { ['/t/x', $tok1] } 1 .. 24);
 is(scalar(grep { status($_) == 200 } @r), 24,
     '24 concurrent requests before any key set: all served');
 is($p->fetches('/keys1'), 1, 'the provider saw one fetch for all of them');
@@ -199,12 +203,6 @@ is(metric('mpn_token_keys_fetches_total{result="ok"}'), 1,
 
 # the first request starts the fetch and leaves; a waiter leaves too; the
 # others are served after a fetch of their own
-sub send_req {
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-        PeerPort => $t->port, Proto => 'tcp') or die "connect: $!";
-    print $s get_req(@_);
-    return $s;
-}
 my $owner = send_req('/leave/x', $tok1);
 sleep 0.3;
 my $waiter = send_req('/leave/x', $tok1);
@@ -212,15 +210,7 @@ my @stay = map { send_req('/leave/x', $tok1) } 1 .. 8;
 sleep 0.3;
 close $owner;
 close $waiter;
-my @answers;
-for my $s (@stay) {
-    my ($sel, $r, $end) = (IO::Select->new($s), '', time + 30);
-    while (time < $end) {
-        last unless $sel->can_read($end - time);
-        last unless sysread($s, $r, 65536, length $r);
-    }
-    push @answers, $r;
-}
+my @answers = map { answer($_) } @stay;
 is(scalar(grep { status($_) == 200 } @answers), 8,
     'the fetch\'s own request left: the 8 that stayed are served');
 is($p->fetches('/keys6'), 2, '... after a second fetch');
@@ -251,7 +241,7 @@ is(status(bearer('/t/x', $tok1)), 200, 'the old key still works');
 
 # a flood of unknown kids right after: no fetch at all inside the 30 s
 my @flood = map { token('stranger', with => 'stranger') } 1 .. 3;
-@r = concurrent(map { get_req('/t/x', $flood[$_ % 3]) } 1 .. 40);
+@r = concurrent(map { ['/t/x', $flood[$_ % 3]] } 1 .. 40);
 is(scalar(grep { decision($_) eq 'signin/bad_token' } @r), 40,
     'a flood of 40 unknown-kid tokens: bad_token');
 my $flood_fetches = $p->fetches('/keys1');
@@ -359,26 +349,41 @@ like($t->http_get('/status?format=prometheus'),
     qr/^mpn_decisions_total\{decision="error",reason="keys_unavailable"\} [1-9]/m,
     'keys_unavailable in mpn_decisions_total');
 
+# --- a key the provider drops stops verifying, remembered tokens too -----
+
+my $only_k2 = $t->write_file('only-k2.json', jwks($k2));
+is(status(bearer('/cache/x', $tok1)), 200, 'a k1 token, verified (and remembered)');
+$p->set('/keys2', mode => 'ok', file => $only_k2);
+sleep 2.5;
+my $n = $p->fetches('/keys2');
+bearer('/cache/x', $tok1);
+ok(poll(sub { $p->fetches('/keys2') > $n }, 10), 'k1 dropped by the provider: fetched');
+ok(poll(sub { decision(bearer('/cache/x', $tok1)) eq 'signin/bad_token' }, 10),
+    '... and the k1 token is refused');
+@r = concurrent(map { ['/cache/x', $tok1] } 1 .. 10);
+is(scalar(grep { decision($_) eq 'signin/bad_token' } @r), 10, '... by both workers');
+is(status(bearer('/cache/x', $tok2)), 200, 'the remaining key verifies');
+
 # --- reload keeps the fetched keys ------------------------------------------
 
 my $before = $p->fetches('/keys1');
 $t->reload_nginx;
-@r = concurrent(map { get_req('/t/x', $_ % 2 ? $tok1 : $tok2) } 1 .. 10);
+@r = concurrent(map { ['/t/x', $_ % 2 ? $tok1 : $tok2] } 1 .. 10);
 is(scalar(grep { status($_) == 200 } @r), 10, 'after a reload: the fetched keys are used');
 is($p->fetches('/keys1'), $before, '... without fetching them again');
-is(metric('mpn_token_keys'), 3 + 2 + 2 + (1 + @pads) + 2,
+is(metric('mpn_token_keys'), 3 + 1 + 2 + (1 + @pads) + 2,
     'mpn_token_keys counts the keys of every fetched set');
 
 # --- the next early fetch, 30 s after the last --------------------------------
 
 my $wait = $early_at + 31 - time;
 sleep $wait if $wait > 0;
-@r = concurrent(map { get_req('/t/x', $flood[$_ % 3]) } 1 .. 40);
+@r = concurrent(map { ['/t/x', $flood[$_ % 3]] } 1 .. 40);
 is(scalar(grep { decision($_) eq 'signin/bad_token' } @r), 40,
     '30 s later, another flood of unknown kids: bad_token');
 my $flood2_fetches = $p->fetches('/keys1') - $flood_fetches;
 is($flood2_fetches, 1, '... after one early fetch');
-@r = concurrent(map { get_req('/t/x', $flood[$_ % 3]) } 1 .. 20);
+@r = concurrent(map { ['/t/x', $flood[$_ % 3]] } 1 .. 20);
 is($p->fetches('/keys1') - $flood_fetches, 1, '... and no other');
 
 diag("provider fetches of /keys1: first use 1, rotation $rotation_fetches "
