@@ -88,11 +88,17 @@ $p->set('/keys4', mode => 'ok', file => $big);
 $p->set('/keys5', mode => 'ok', file => $too_big);
 $p->set('/keys6', mode => 'ok', file => $set1, delay => 1.5);
 
-my $keyloc = <<"EOF";
+# the provider's paths, each behind an internal location; no
+# proxy_pass_request_headers off: the module itself sends none of the
+# client's headers
+my $keylocs = join '', map { <<"EOF" } 1 .. 6;
+        location = /_keys$_ {
             internal;
             proxy_connect_timeout 2s;
             proxy_read_timeout 2s;
             subrequest_output_buffer_size 80k;
+            proxy_pass http://127.0.0.1:$PP/keys$_;
+        }
 EOF
 
 $t->write_nginx_conf(<<"EOF", workers => 2);
@@ -118,27 +124,7 @@ $t->write_nginx_conf(<<"EOF", workers => 2);
         location /too-big/ { mpn_token_keys_request /_keys5; alias %%DIR%%/html/t/; }
         location /leave/ { mpn_token_keys_request /_keys6; alias %%DIR%%/html/t/; }
 
-        # no proxy_pass_request_headers off here: the module itself sends
-        # none of the client's headers
-        location = /_keys1 {
-$keyloc            proxy_pass http://127.0.0.1:$PP/keys1;
-        }
-        location = /_keys2 {
-$keyloc            proxy_pass http://127.0.0.1:$PP/keys2;
-        }
-        location = /_keys3 {
-$keyloc            proxy_pass http://127.0.0.1:$PP/keys3;
-        }
-        location = /_keys4 {
-$keyloc            proxy_pass http://127.0.0.1:$PP/keys4;
-        }
-        location = /_keys5 {
-$keyloc            proxy_pass http://127.0.0.1:$PP/keys5;
-        }
-        location = /_keys6 {
-$keyloc            proxy_pass http://127.0.0.1:$PP/keys6;
-        }
-        location = /status { mpn off; mpn_status; }
+$keylocs        location = /status { mpn off; mpn_status; }
     }
 EOF
 $t->start_nginx;
