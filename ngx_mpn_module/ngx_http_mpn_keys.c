@@ -120,8 +120,8 @@ static void ngx_http_mpn_keys_wake(ngx_http_mpn_ctx_t *ctx,
 static ngx_int_t ngx_http_mpn_keys_add_cleanup(ngx_http_request_t *r,
     ngx_http_mpn_ctx_t *ctx);
 static void ngx_http_mpn_keys_cleanup(void *data);
-static void ngx_http_mpn_keys_unavailable(ngx_http_mpn_loc_conf_t *lcf,
-    ngx_http_mpn_ctx_t *ctx);
+static void ngx_http_mpn_keys_unavailable(ngx_http_request_t *r,
+    ngx_http_mpn_loc_conf_t *lcf, ngx_http_mpn_ctx_t *ctx);
 
 
 static ngx_str_t  ngx_http_mpn_keys_zone_name =
@@ -501,7 +501,7 @@ choose:
     *ks = ngx_http_mpn_keys_choose(src, lcf->token_keys);
 
     if (*ks == NULL) {
-        ngx_http_mpn_keys_unavailable(lcf, ctx);
+        ngx_http_mpn_keys_unavailable(r, lcf, ctx);
         return NGX_DECLINED;
     }
 
@@ -1073,9 +1073,19 @@ ngx_http_mpn_keys_cleanup(void *data)
 
 
 static void
-ngx_http_mpn_keys_unavailable(ngx_http_mpn_loc_conf_t *lcf,
-    ngx_http_mpn_ctx_t *ctx)
+ngx_http_mpn_keys_unavailable(ngx_http_request_t *r,
+    ngx_http_mpn_loc_conf_t *lcf, ngx_http_mpn_ctx_t *ctx)
 {
+    u_char  *p;
+    u_char   buf[NGX_MAX_ERROR_STR];
+
+    /* the refusal line names the key set */
+
+    p = ngx_slprintf(buf, buf + sizeof(buf), "no key set from \"%V\" yet",
+                     &lcf->keys_src->name);
+
+    (void) ngx_http_mpn_set_detail(r, ctx, buf, p - buf);
+
     if (lcf->fail == NGX_HTTP_MPN_FAIL_OPEN) {
         mpn_decision_set(&ctx->decision, MPN_ALLOW, MPN_R_FAIL_OPEN);
 

@@ -380,6 +380,8 @@ $t->stop_nginx;
 
 my $log = $t->error_log;
 like($log, qr/mpn: invalid key set "\/_keys2": not JSON/, 'garbage is logged as such');
+like($log, qr/mpn: .*error\/keys_unavailable.*no key set from "\/_keys3" yet/,
+    'the refusal line names the key set');
 like($log, qr/mpn: fetching key set "\/_keys2" failed: status 500/, 'a 500 is logged');
 like($log, qr/mpn: fetch of key set "\/_keys6" abandoned with its request/,
     'a fetch given up with its request is logged');
