@@ -905,7 +905,8 @@ ngx_http_mpn_keys_wait(ngx_http_request_t *r, ngx_http_mpn_ctx_t *ctx,
         src->poll.handler = ngx_http_mpn_keys_poll;
         src->poll.data = src;
         src->poll.log = ngx_cycle->log;
-        src->poll.cancelable = 1;
+        /* not cancelable: a worker that is shutting down still wakes its
+         * waiting requests (the poll stops with the last of them) */
         ngx_add_timer(&src->poll, NGX_HTTP_MPN_KEYS_POLL);
     }
 
