@@ -22,7 +22,8 @@
 #                    (16m at least, the judge's size)
 #   TTL=30s          mpn_cache ttl
 #   FILL=            1: before the rounds, each cached variant gets one
-#                    request per partner (default when PARTNERS > 10000)
+#                    request per partner (default when PARTNERS > 10000);
+#                    0: never
 #   PERF=VARIANT     perf record that variant's worker in round 1
 #   KEEP=1           keep the work directory
 #
@@ -222,7 +223,7 @@ wrk_run() {
 
 # fill: every partner once, in order, in runs of 5 s (wrk has no request
 # count), each from where the last one stopped
-if [ -n "$FILL" ]; then
+if [ -n "$FILL" ] && [ "$FILL" != 0 ]; then
     for v in $VARIANTS; do
         case $v in baseline|mpn-nocache) continue ;; esac
         off=0

@@ -11,7 +11,8 @@
 #   1m-zipf-10pct  1,000,000 partners, Zipf(1.0), the zone holding 10% of them
 # and prints one table: req/s and server CPU per request of mpn-cache, paired
 # with the baseline of its run, the zone's bytes per entry and hit ratio.
-# SCENARIOS="10k-uniform 1m-zipf" picks some; ROUNDS, DURATION as bench.sh.
+# SCENARIOS="10k-uniform 1m-zipf" picks some; ROUNDS, DURATION, WARMUP as
+# bench.sh (WARMUP_10PCT=15: the warm-up of the 10% zone).
 
 set -e -o pipefail
 
@@ -19,21 +20,27 @@ here=$(cd "$(dirname "$0")" && pwd)
 module=${1:?usage: scale.sh MODULE_SO SIGNER}
 signer=${2:?usage: scale.sh MODULE_SO SIGNER}
 out=$(mktemp -d /tmp/mpn-scale-XXXXXX)
+chmod 755 "$out"      # nginx workers (nobody) read the files under it
 SCENARIOS=${SCENARIOS:-10k-uniform 1m-uniform 1m-zipf 1m-zipf-10pct}
 ENTRY_BYTES=${ENTRY_BYTES:-600}
+WARMUP=${WARMUP:-3}
+WARMUP_10PCT=${WARMUP_10PCT:-15}
 
 for s in $SCENARIOS; do
     case $s in
-        10k-uniform)   n=10000   dist=uniform zone= ;;
-        1m-uniform)    n=1000000 dist=uniform zone= ;;
-        1m-zipf)       n=1000000 dist=zipf    zone= ;;
-        1m-zipf-10pct) n=1000000 dist=zipf
+        10k-uniform)   n=10000   dist=uniform zone= fill=1 warm=$WARMUP ;;
+        1m-uniform)    n=1000000 dist=uniform zone= fill=1 warm=$WARMUP ;;
+        1m-zipf)       n=1000000 dist=zipf    zone= fill=1 warm=$WARMUP ;;
+        1m-zipf-10pct) n=1000000 dist=zipf    fill=0 warm=$WARMUP_10PCT
                        zone=$(( n / 10 * ENTRY_BYTES / 1048576 ))m ;;
         *) echo "unknown scenario $s" >&2; exit 1 ;;
     esac
     echo "== $s"
+    # the 10% zone gets no filling pass: Zipf traffic itself (a longer
+    # warm-up) brings it to its steady state of hits and evictions
     VARIANTS="baseline mpn-cache" PARTNERS=$n DIST=$dist ZONE=$zone TTL=1h \
-        FILL=1 "$here/bench.sh" "$module" "$signer" "$out/$s" \
+        FILL=$fill WARMUP=$warm \
+        "$here/bench.sh" "$module" "$signer" "$out/$s" \
         | grep -E '^(#|mpn-cache|baseline)' || true
 done
 
