@@ -34,7 +34,6 @@ sub start {
     setup_html($t);
     $t->start_redis;
     seed_records($t);
-    $t->redis('SET', 'mpn:meta', '{"v":1}');
     my $r = $t->redis(@{$o{acl}});
     is($r, 'OK', "ACL SETUSER: $o{what}") or diag(ref $r ? $r->msg : $r);
     $t->write_file('pw', ($o{password} // $PASSWORD) . "\n");
