@@ -10,10 +10,12 @@ use warnings;
 use File::Temp qw(tempdir);
 use JSON::PP;
 use Test::More;
+use Time::HiRes qw(sleep);
 use Time::Local qw(timegm);
 
 use lib 't/lib';
 use MpnRedis;
+use MpnTls;
 
 plan(skip_all => 'redis-server not installed')
     unless MpnRedis::redis_server_path();
@@ -452,6 +454,180 @@ for my $alg (qw(HS256 RS256 ES256 EdDSA)) {
     $res = mpnctl('pubkeys', write_file('notjwks.json', '[1]'));
     ok($res->{rc} == 1 && $res->{err} =~ /not a JWKS/, 'not a JWKS: exit 1');
     is(mpnctl('pubkeys')->{rc}, 2, 'pubkeys without FILE: exit 2');
+}
+
+# -------------------------------------------------------------------------
+# issue 10: the same reach as the module (spec section 11): URLs, TLS,
+# ACL users, Sentinel
+
+# URL forms
+$res = mpnctl('--redis', 'redis://127.0.0.1:' . $srv->port, 'get', 'p1');
+is($res->{rc}, 0, '--redis redis://host:port');
+$res = mpnctl('--redis', 'redis://localhost:' . $srv->port . '/3', 'get', 'd1');
+is($res->{rc}, 0, '--redis redis://name:port/3: a host name, database 3');
+$res = mpnctl('--redis', 'redis://ops:s3cr3t-on-cli@127.0.0.1:' . $srv->port,
+              'get', 'p1');
+ok($res->{rc} == 2 && $res->{err} =~ /a password never goes on the command line/,
+   'user:password@ in the URL is refused (exit 2)');
+unlike($res->{err}, qr/s3cr3t-on-cli/, 'and the refusal does not echo it');
+$res = mpnctl('--redis', 'redis://127.0.0.1:' . $srv->port, '--tls-ca',
+              '/nonexistent', 'get', 'p1');
+ok($res->{rc} == 2 && $res->{err} =~ /need a rediss:/,
+   '--tls-* without rediss:// is a usage error');
+$res = mpnctl('--redis', $srv->addr, '--redis', $srv->addr, 'get', 'p1');
+ok($res->{rc} == 1 && $res->{err} =~ /several --redis addresses are Sentinels/,
+   'several addresses without --sentinel: refused');
+$res = mpnctl('--redis', 'redis://127.0.0.1:99999', 'get', 'p1');
+ok($res->{rc} == 2 && $res->{err} =~ /invalid Redis URL/, 'a bad URL: exit 2');
+
+# TLS: a real redis-server with tls-port, certificates from the openssl CLI
+my $pki = MpnTls->new($tmp);
+{
+    my $tls = MpnRedis->start(tls => $pki->redis_conf);
+    $tls->load_library;
+    my $url = 'rediss://127.0.0.1:' . $tls->tls_port;
+    my @T = ('--redis', $url, '--tls-ca', $pki->ca);
+    $f = write_file('tls1.json', $json->encode(record('tls1')));
+    $res = mpnctl(@T, 'put', $f);
+    is_deeply([$res->{rc}, $res->{out}], [0, "rev 1\n"],
+              'put over TLS, the server verified against --tls-ca');
+    is($tls->client->cmd('GET', 'mpn:partner:tls1') =~ /"rev":1/ ? 1 : 0, 1,
+       'the record is in the TLS server');
+    $res = mpnctl(@T, 'get', 'tls1');
+    is($res->{rc}, 0, 'get over TLS');
+    my @lines = map { $json->encode(record("tl$_")) . "\n" } 1 .. 2000;
+    $res = mpnctl(@T, 'import', write_file('tls.jsonl', @lines));
+    ok($res->{rc} == 0 && $res->{out} =~ /imported 2000 of 2000 records/,
+       'import over TLS: 2,000 pipelined records');
+    $res = mpnctl(@T, 'init');
+    ok($res->{rc} == 0 && $res->{out} =~ /already present/,
+       'init over TLS (import wrote the marker)');
+    $res = mpnctl('--redis', 'rediss://localhost:' . $tls->tls_port,
+                  '--tls-ca', $pki->ca, 'get', 'tls1');
+    is($res->{rc}, 0, 'a DNS name checked against the certificate');
+    $res = mpnctl('--redis', $url, '--tls-ca', $pki->other_ca,
+                  'get', 'tls1');
+    ok($res->{rc} == 1 && $res->{err} =~ /certificate was refused/,
+       'the wrong CA: refused, exit 1') or diag($res->{err});
+    $res = mpnctl('--redis', $url, 'get', 'tls1');
+    ok($res->{rc} == 1 && $res->{err} =~ /certificate was refused/,
+       'no --tls-ca: the system store does not know the test CA');
+    $res = mpnctl(@T, '--tls-name', 'wrong.example', 'get', 'tls1');
+    ok($res->{rc} == 1 && $res->{err} =~ /expected wrong\.example/,
+       'a wrong --tls-name: refused, and named') or diag($res->{err});
+    $res = mpnctl(@T, '--tls-name', 'localhost', 'get', 'tls1');
+    is($res->{rc}, 0, '--tls-name localhost matches the certificate');
+    $res = mpnctl('--redis', 'redis://127.0.0.1:' . $tls->tls_port,
+                  'get', 'tls1');
+    is($res->{rc}, 1, 'plain text to the TLS port fails, exit 1');
+    $tls->stop;
+
+    # a server that requires client certificates
+    my $mtls = MpnRedis->start(tls => $pki->redis_conf(auth_clients => 'yes'));
+    $url = 'rediss://127.0.0.1:' . $mtls->tls_port;
+    $res = mpnctl('--redis', $url, '--tls-ca', $pki->ca, 'init');
+    is($res->{rc}, 1, 'client certificates required, none given: exit 1');
+    $res = mpnctl('--redis', $url, '--tls-ca', $pki->ca, '--tls-cert',
+                  $pki->client_cert, '--tls-key', $pki->client_key,
+                  'init');
+    ok($res->{rc} == 0 && $res->{out} =~ /marker mpn:meta written/,
+       'with --tls-cert and --tls-key: in');
+    $res = mpnctl('--redis', $url, '--tls-ca', $pki->ca, '--tls-cert',
+                  $pki->client_cert, 'init');
+    ok($res->{rc} == 2 && $res->{err} =~ /go together/,
+       '--tls-cert without --tls-key: exit 2');
+    $mtls->stop;
+}
+
+# ACL users: one that may use the records, one that may not read keys
+{
+    $r->cmd('ACL', 'SETUSER', 'ops', 'on', '>ops-secret-1', '~mpn:*',
+            '&mpn:*', '+@all');
+    $r->cmd('ACL', 'SETUSER', 'nokeys', 'on', '>nokeys-secret-2', '+@all');
+    my $pw = write_file('ops.pw', "ops-secret-1\n");
+    my $url = 'redis://ops@127.0.0.1:' . $srv->port;
+    $res = mpnctl('--redis', $url, '--password-file', $pw, 'get', 'p1');
+    is($res->{rc}, 0, 'an ACL user: redis://USER@host:port --password-file');
+    $res = mpnctl('--redis', $url, '--password-file', $pw, 'renew', 'p1',
+                  'action_pack');
+    is($res->{rc}, 0, 'which may write through the library');
+    $res = mpnctl('--redis', "$url/5", '--password-file', $pw, 'get',
+                  'imp1');
+    is($res->{rc}, 0, 'AUTH then SELECT from the URL');
+    my $bad = write_file('bad.pw', "not-the-password\n");
+    $res = mpnctl('--redis', $url, '--password-file', $bad, 'get', 'p1');
+    ok($res->{rc} == 1 && $res->{err} =~ /AUTH at 127\.0\.0\.1:\d+ as user ops: WRONGPASS/,
+       'a wrong password: WRONGPASS, naming the server and the user');
+    unlike($res->{err}, qr/not-the-password/, 'never the password');
+    $pw = write_file('nokeys.pw', "nokeys-secret-2\n");
+    $res = mpnctl('--redis', 'redis://nokeys@127.0.0.1:' . $srv->port,
+                  '--password-file', $pw, 'get', 'p1');
+    ok($res->{rc} == 1 && $res->{err} =~ /NOPERM/,
+       'a user who may not read the keys: NOPERM, exit 1');
+    unlike($res->{err}, qr/nokeys-secret-2/, 'and no password in it');
+    $r->cmd('ACL', 'DELUSER', 'ops', 'nokeys');
+}
+
+# Sentinel: a primary, its replica, a Sentinel; the primary moves
+{
+    my $primary = MpnRedis->start;
+    $primary->load_library;
+    my $replica = MpnRedis->start(replica_of => $primary);
+    my $sentinel = MpnRedis->start_sentinel(monitor => $primary,
+                                            name => 'mpnprimary');
+    my $dead = MpnRedis::free_port();
+    my @S = ('--redis', "redis://127.0.0.1:$dead", '--redis',
+             'redis://127.0.0.1:' . $sentinel->port, '--sentinel',
+             'mpnprimary');
+    $f = write_file('sen.json', $json->encode(record('sen1')));
+    $res = mpnctl(@S, 'put', $f);
+    is($res->{rc}, 0, 'put through Sentinel, the first Sentinel down');
+    like($res->{err}, qr/Sentinel 127\.0\.0\.1:$dead: /,
+         'the Sentinel that did not answer is named');
+    ok(defined $primary->client->cmd('GET', 'mpn:partner:sen1'),
+       'the write went to the primary');
+    $res = mpnctl(@S[2 .. 3], '--sentinel', 'nosuch', 'get', 'sen1');
+    ok($res->{rc} == 1 && $res->{err} =~ /does not know a primary named "nosuch"/,
+       'an unknown primary name: exit 1');
+
+    # SENTINEL FAILOVER once the replica is in sync and the Sentinel knows it
+    my $s = $sentinel->client;
+    for (1 .. 300) {
+        last if $replica->client->cmd('INFO', 'replication')
+                =~ /master_link_status:up/;
+        sleep 0.1;
+    }
+    my $ok = 0;
+    for (1 .. 300) {
+        my $rep = $s->cmd('SENTINEL', 'FAILOVER', 'mpnprimary');
+        if (!ref($rep) && $rep eq 'OK') { $ok = 1; last }
+        sleep 0.1;
+    }
+    ok($ok, 'SENTINEL FAILOVER accepted');
+    my $moved = 0;
+    for (1 .. 300) {
+        my $a = $s->cmd('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', 'mpnprimary');
+        my $role = $replica->client->cmd('ROLE');
+        if (ref $a eq 'ARRAY' && $a->[1] == $replica->port
+            && ref $role eq 'ARRAY' && $role->[0] eq 'master')
+        {
+            $moved = 1;
+            last;
+        }
+        sleep 0.1;
+    }
+    ok($moved, "the Sentinel names the replica as the primary")
+        or diag($sentinel->log_tail, "\n", $replica->log_tail);
+    $res = mpnctl(@S, 'renew', 'sen1', 'x', '--now', $now);
+    ok($res->{rc} == 1 && $res->{err} =~ /NO_SUCH_OFFER/,
+       'a write after the failover reaches the library');
+    $res = mpnctl(@S, 'subscribe', 'sen1', 'action_pack', '--now', $now);
+    is($res->{rc}, 0, 'and a write through the Sentinel succeeds');
+    like($replica->client->cmd('GET', 'mpn:partner:sen1') // '',
+         qr/"action_pack"/, 'on the new primary');
+    $sentinel->stop;
+    $replica->stop;
+    $primary->stop;
 }
 
 # -------------------------------------------------------------------------

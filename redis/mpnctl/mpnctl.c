@@ -49,12 +49,11 @@ static int mpnctl_cancel(mpnctl_t *ctl, int argc, char **argv);
 static int mpnctl_fcall_write(mpnctl_t *ctl, const char *what,
     const char *fn, const char *id, int nargs, const char **args);
 static void mpnctl_usage(FILE *f, const mpnctl_command_t *cmd);
-static int mpnctl_parse_redis(mpnctl_t *ctl, const char *spec);
-static int mpnctl_read_password(const char *path, char **out);
 
 
 #define MPNCTL_REDIS_OPTS                                                     \
-    (MPNCTL_O_REDIS | MPNCTL_O_DB | MPNCTL_O_PASSWORD | MPNCTL_O_PREFIX)
+    (MPNCTL_O_REDIS | MPNCTL_O_DB | MPNCTL_O_PASSWORD | MPNCTL_O_PREFIX       \
+     | MPNCTL_O_CONN)
 #define MPNCTL_WRITE_OPTS  (MPNCTL_REDIS_OPTS | MPNCTL_O_CHANNEL | MPNCTL_O_REV)
 
 
@@ -158,11 +157,21 @@ static const mpnctl_command_t  mpnctl_commands[] = {
 
 static const char  mpnctl_common_help[] =
     "options:\n"
-    "  --redis ADDR         host:port, [v6]:port or unix:/path, optionally\n"
-    "                       followed by \" db=N\"; default $MPN_REDIS or "
+    "  --redis ADDR         redis://[user@]host[:port][/db], rediss://... (TLS),\n"
+    "                       unix:/path or host:port; default $MPN_REDIS or "
     MPNCTL_DEFAULT_REDIS "\n"
+    "                       (given again with --sentinel: more Sentinels)\n"
     "  --db N               database number (default 0)\n"
-    "  --password-file PATH AUTH with the first line of PATH\n"
+    "  --password-file PATH AUTH with the first line of PATH (a password is\n"
+    "                       never given on the command line)\n"
+    "  --tls-ca FILE        CA certificates for rediss:// (default: the\n"
+    "                       system's)\n"
+    "  --tls-cert FILE --tls-key FILE   a client certificate\n"
+    "  --tls-name NAME      the name sent as SNI and checked in the server's\n"
+    "                       certificate (default: the address's host)\n"
+    "  --sentinel NAME      the --redis addresses are Sentinels: ask them for\n"
+    "                       primary NAME\n"
+    "  --sentinel-user NAME --sentinel-password-file PATH   AUTH at Sentinels\n"
     "  --prefix STRING      record key prefix (default " MPNCTL_DEFAULT_PREFIX
     ")\n"
     "  --channel NAME       invalidation channel (default mpn:invalidate)\n"
@@ -192,6 +201,13 @@ static const struct option  mpnctl_long_options[] = {
     { "claim",         required_argument, NULL, 'C' },
     { "marker",        required_argument, NULL, 'M' },
     { "any-sub",       no_argument,       NULL, 'A' },
+    { "tls-ca",        required_argument, NULL, 1001 },
+    { "tls-cert",      required_argument, NULL, 1002 },
+    { "tls-key",       required_argument, NULL, 1003 },
+    { "tls-name",      required_argument, NULL, 1004 },
+    { "sentinel",      required_argument, NULL, 1005 },
+    { "sentinel-user", required_argument, NULL, 1006 },
+    { "sentinel-password-file", required_argument, NULL, 1007 },
     { "rev",           required_argument, NULL, 'R' },
     { "help",          no_argument,       NULL, 'h' },
     { NULL, 0, NULL, 0 }
@@ -221,6 +237,13 @@ static const struct {
     { 'C', MPNCTL_O_CLAIM, "--claim" },
     { 'M', MPNCTL_O_MARKER, "--marker" },
     { 'A', MPNCTL_O_ANY_SUB, "--any-sub" },
+    { 1001, MPNCTL_O_CONN, "--tls-ca" },
+    { 1002, MPNCTL_O_CONN, "--tls-cert" },
+    { 1003, MPNCTL_O_CONN, "--tls-key" },
+    { 1004, MPNCTL_O_CONN, "--tls-name" },
+    { 1005, MPNCTL_O_CONN, "--sentinel" },
+    { 1006, MPNCTL_O_CONN, "--sentinel-user" },
+    { 1007, MPNCTL_O_CONN, "--sentinel-password-file" },
     { 'R', MPNCTL_O_REV, "--rev" },
     { 0, 0, NULL }
 };
@@ -244,7 +267,8 @@ main(int argc, char **argv)
     ctl.exp = 3600;
 
     env = getenv("MPN_REDIS");
-    if (mpnctl_parse_redis(&ctl, env != NULL ? env : MPNCTL_DEFAULT_REDIS)
+    if (mpnctl_parse_redis(&ctl, env != NULL ? env : MPNCTL_DEFAULT_REDIS,
+                           0)
         != 0)
     {
         return 2;
@@ -277,7 +301,7 @@ main(int argc, char **argv)
         switch (ch) {
 
         case 'r':
-            if (mpnctl_parse_redis(&ctl, optarg) != 0) {
+            if (mpnctl_parse_redis(&ctl, optarg, 1) != 0) {
                 return 2;
             }
             break;
@@ -366,6 +390,34 @@ main(int argc, char **argv)
             ctl.any_sub = 1;
             break;
 
+        case 1001:
+            ctl.tls.ca = optarg;
+            break;
+
+        case 1002:
+            ctl.tls.cert = optarg;
+            break;
+
+        case 1003:
+            ctl.tls.key = optarg;
+            break;
+
+        case 1004:
+            ctl.tls.name = optarg;
+            break;
+
+        case 1005:
+            ctl.sentinel = optarg;
+            break;
+
+        case 1006:
+            ctl.sentinel_user = optarg;
+            break;
+
+        case 1007:
+            ctl.sentinel_password_file = optarg;
+            break;
+
         case 'J':
             ctl.jwks = optarg;
             break;
@@ -445,6 +497,18 @@ main(int argc, char **argv)
         }
     }
 
+    if ((ctl.tls.cert == NULL) != (ctl.tls.key == NULL)) {
+        mpnctl_error("BAD_ARGUMENT --tls-cert and --tls-key go together");
+        return 2;
+    }
+
+    if (!ctl.tls_on && (ctl.tls.ca != NULL || ctl.tls.cert != NULL
+                        || ctl.tls.name != NULL))
+    {
+        mpnctl_error("BAD_ARGUMENT --tls-* options need a rediss:// address");
+        return 2;
+    }
+
     if (ctl.nargs - 1 < cmd->min_args || ctl.nargs - 1 > cmd->max_args) {
         mpnctl_error("%s: wrong number of arguments", cmd->name);
         mpnctl_usage(stderr, cmd);
@@ -457,9 +521,7 @@ main(int argc, char **argv)
 
     rc = cmd->handler(&ctl, ctl.nargs - 1, ctl.args + 1);
 
-    if (ctl.redis != NULL) {
-        redisFree(ctl.redis);
-    }
+    mpnctl_disconnect(&ctl);
 
     return rc;
 }
@@ -507,187 +569,6 @@ mpnctl_error(const char *fmt, ...)
 
 
 /*
- * The mpn_redis address forms: "host:port", "[v6]:port", "unix:/path",
- * each optionally followed by " db=N" and " password_file=PATH".
- */
-static int
-mpnctl_parse_redis(mpnctl_t *ctl, const char *spec)
-{
-    char        *p, *word, *save, *colon, *end;
-    long         port;
-
-    free(ctl->addr_buf);
-    ctl->addr_buf = strdup(spec);
-    if (ctl->addr_buf == NULL) {
-        mpnctl_error("out of memory");
-        return -1;
-    }
-
-    ctl->host = NULL;
-    ctl->unix_path = NULL;
-
-    word = strtok_r(ctl->addr_buf, " \t", &save);
-    if (word == NULL) {
-        goto bad;
-    }
-
-    if (strncmp(word, "unix:", 5) == 0) {
-        if (word[5] == '\0') {
-            goto bad;
-        }
-        ctl->unix_path = word + 5;
-
-    } else {
-        colon = strrchr(word, ':');
-        if (colon == NULL || colon == word) {
-            goto bad;
-        }
-        *colon = '\0';
-        errno = 0;
-        port = strtol(colon + 1, &end, 10);
-        if (errno != 0 || *end != '\0' || colon[1] == '\0' || port < 1
-            || port > 65535)
-        {
-            goto bad;
-        }
-        ctl->port = (int) port;
-        ctl->host = word;
-        if (word[0] == '[') {
-            p = strchr(word, ']');
-            if (p == NULL || p[1] != '\0') {
-                goto bad;
-            }
-            *p = '\0';
-            ctl->host = word + 1;
-        }
-    }
-
-    while ((word = strtok_r(NULL, " \t", &save)) != NULL) {
-        if (strncmp(word, "db=", 3) == 0) {
-            if (mpnctl_parse_int(word + 3, 0, INT_MAX, &ctl->db) != 0) {
-                goto bad;
-            }
-        } else if (strncmp(word, "password_file=", 14) == 0) {
-            ctl->password_file = word + 14;
-        } else {
-            goto bad;
-        }
-    }
-
-    return 0;
-
-bad:
-    mpnctl_error("BAD_ARGUMENT invalid Redis address \"%s\" (expected "
-                 "host:port or unix:/path, optionally with db=N)", spec);
-    return -1;
-}
-
-
-static int
-mpnctl_read_password(const char *path, char **out)
-{
-    FILE    *f;
-    char    *line;
-    size_t   cap;
-    ssize_t  n;
-
-    f = fopen(path, "r");
-    if (f == NULL) {
-        mpnctl_error("cannot open password file \"%s\": %s", path,
-                     strerror(errno));
-        return -1;
-    }
-
-    line = NULL;
-    cap = 0;
-    n = getline(&line, &cap, f);
-    fclose(f);
-
-    if (n < 0) {
-        free(line);
-        mpnctl_error("password file \"%s\" is empty", path);
-        return -1;
-    }
-
-    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) {
-        line[--n] = '\0';
-    }
-
-    *out = line;
-    return 0;
-}
-
-
-redisContext *
-mpnctl_connect(mpnctl_t *ctl)
-{
-    char            *password, db[16];
-    const char      *argv[2];
-    redisReply      *r;
-    redisContext    *c;
-    struct timeval   tv = { 5, 0 };
-
-    if (ctl->redis != NULL) {
-        return ctl->redis;
-    }
-
-    if (ctl->unix_path != NULL) {
-        c = redisConnectUnixWithTimeout(ctl->unix_path, tv);
-    } else {
-        c = redisConnectWithTimeout(ctl->host, ctl->port, tv);
-    }
-
-    if (c == NULL || c->err) {
-        if (ctl->unix_path != NULL) {
-            mpnctl_error("cannot connect to Redis at unix:%s: %s",
-                         ctl->unix_path, c ? c->errstr : "out of memory");
-        } else {
-            mpnctl_error("cannot connect to Redis at %s:%d: %s", ctl->host,
-                         ctl->port, c ? c->errstr : "out of memory");
-        }
-        if (c != NULL) {
-            redisFree(c);
-        }
-        return NULL;
-    }
-
-    tv.tv_sec = 60;
-    redisSetTimeout(c, tv);
-    ctl->redis = c;
-
-    if (ctl->password_file != NULL) {
-        if (mpnctl_read_password(ctl->password_file, &password) != 0) {
-            return NULL;
-        }
-        argv[0] = "AUTH";
-        argv[1] = password;
-        r = redisCommandArgv(c, 2, argv, NULL);
-        explicit_bzero(password, strlen(password));
-        free(password);
-        if (mpnctl_reply_error(ctl, r, "AUTH") != 0) {
-            freeReplyObject(r);
-            return NULL;
-        }
-        freeReplyObject(r);
-    }
-
-    if (ctl->db != 0) {
-        snprintf(db, sizeof(db), "%d", ctl->db);
-        argv[0] = "SELECT";
-        argv[1] = db;
-        r = redisCommandArgv(c, 2, argv, NULL);
-        if (mpnctl_reply_error(ctl, r, "SELECT") != 0) {
-            freeReplyObject(r);
-            return NULL;
-        }
-        freeReplyObject(r);
-    }
-
-    return c;
-}
-
-
-/*
  * Reports a failed command: a connection error or an error reply, whose
  * text starts with the code (NOT_MEMBER, ...).  Returns 0 when r is a
  * normal reply.
@@ -696,9 +577,9 @@ int
 mpnctl_reply_error(mpnctl_t *ctl, redisReply *r, const char *what)
 {
     if (r == NULL) {
-        mpnctl_error("%s: Redis connection: %s", what,
-                     ctl->redis->errstr[0] ? ctl->redis->errstr
-                                           : "connection lost");
+        mpnctl_error("%s: Redis connection to %s: %s", what,
+                     mpnctl_conn_name(ctl->redis),
+                     mpnctl_conn_errstr(ctl->redis));
         return -1;
     }
 
@@ -788,7 +669,7 @@ mpnctl_fcall_write(mpnctl_t *ctl, const char *what, const char *fn,
     char          *key;
     const char    *argv[16];
     redisReply    *r;
-    redisContext  *c;
+    mpnctl_conn_t *c;
 
     if (!mpn_partner_id_valid(id, strlen(id))) {
         mpnctl_error("BAD_ARGUMENT partner id \"%s\" does not match "
@@ -804,7 +685,7 @@ mpnctl_fcall_write(mpnctl_t *ctl, const char *what, const char *fn,
     key = mpnctl_key(ctl, id, strlen(id));
     argc = mpnctl_fcall_argv(ctl, fn, key, nargs, args, argv);
 
-    r = redisCommandArgv(c, argc, argv, NULL);
+    r = mpnctl_command(c, argc, argv, NULL);
     rc = 1;
 
     if (mpnctl_reply_error(ctl, r, what) == 0) {
@@ -832,7 +713,7 @@ mpnctl_get(mpnctl_t *ctl, int argc, char **argv)
     mpn_record_t  *rec;
     const char    *cargv[2];
     redisReply    *r;
-    redisContext  *c;
+    mpnctl_conn_t *c;
 
     (void) argc;
 
@@ -850,7 +731,7 @@ mpnctl_get(mpnctl_t *ctl, int argc, char **argv)
     key = mpnctl_key(ctl, argv[0], strlen(argv[0]));
     cargv[0] = "GET";
     cargv[1] = key;
-    r = redisCommandArgv(c, 2, cargv, NULL);
+    r = mpnctl_command(c, 2, cargv, NULL);
     rc = 1;
 
     if (mpnctl_reply_error(ctl, r, "get") == 0) {
@@ -888,7 +769,7 @@ mpnctl_put(mpnctl_t *ctl, int argc, char **argv)
     json_t        *rec, *id;
     const char    *path, *args[1], *cargv[16];
     redisReply    *r;
-    redisContext  *c;
+    mpnctl_conn_t *c;
     json_error_t   jerr;
 
     path = (argc > 0) ? argv[0] : "-";
@@ -935,7 +816,7 @@ mpnctl_put(mpnctl_t *ctl, int argc, char **argv)
         for (i = 0; i < n; i++) {
             lens[i] = (cargv[i] == data) ? len : strlen(cargv[i]);
         }
-        r = redisCommandArgv(c, n, cargv, lens);
+        r = mpnctl_command(c, n, cargv, lens);
     }
 
     rc = 1;

@@ -8,12 +8,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/types.h>
+
 #include <hiredis/hiredis.h>
 
 
 #define MPNCTL_MAX_ARGS     64
 #define MPNCTL_DAY          86400
 #define MPNCTL_MAX_LINE     65536   /* MPN_RECORD_MAX_JSON */
+#define MPNCTL_MAX_ADDRS    16
+#define MPNCTL_CONNECT_TIMEOUT  5000    /* ms */
+#define MPNCTL_IO_TIMEOUT   60          /* s, for each read and write */
 
 /* options, as a mask of what a command accepts */
 #define MPNCTL_O_REDIS      0x0001
@@ -35,23 +40,49 @@
 #define MPNCTL_O_MARKER     0x10000
 #define MPNCTL_O_REV        0x20000
 #define MPNCTL_O_ANY_SUB    0x40000
+#define MPNCTL_O_CONN       0x80000     /* --tls-*, --sentinel* */
 
 #define MPNCTL_DEFAULT_MARKER  "mpn:meta"
 
 
+/* one Redis (or Sentinel) address */
 typedef struct {
-    /* Redis */
-    char          *addr_buf;        /* the parsed --redis text, owned */
+    char          *buf;             /* the parsed text, owned */
     const char    *host;            /* NULL with unix_path */
     int            port;
     const char    *unix_path;
+} mpnctl_addr_t;
+
+
+typedef struct {
+    const char    *ca;              /* NULL: the system's trust store */
+    const char    *cert;            /* client certificate, with key */
+    const char    *key;
+    const char    *name;            /* NULL: the address's host */
+} mpnctl_tls_t;
+
+
+typedef struct mpnctl_conn_s  mpnctl_conn_t;
+
+
+typedef struct {
+    /* Redis */
+    mpnctl_addr_t  addrs[MPNCTL_MAX_ADDRS];
+    int            naddrs;
+    unsigned       addrs_given:1;   /* a --redis was seen */
+    unsigned       tls_on:1;        /* rediss:// */
+    const char    *user;
     int            db;
     const char    *password_file;
+    mpnctl_tls_t   tls;
+    const char    *sentinel;        /* the primary's name at the Sentinels */
+    const char    *sentinel_user;
+    const char    *sentinel_password_file;
     const char    *prefix;
     const char    *channel;         /* NULL: the library's default */
     const char    *marker;          /* the dataset marker key */
     const char    *rev;             /* REV n for the library, or NULL */
-    redisContext  *redis;
+    mpnctl_conn_t *redis;
 
     /* command options */
     int64_t        now;
@@ -87,10 +118,27 @@ int mpnctl_init(mpnctl_t *ctl, int argc, char **argv);
 int mpnctl_marker_write(mpnctl_t *ctl, int *created);
 int mpnctl_library_check(mpnctl_t *ctl, const char *what);
 
+/* mpnctl_redis.c: addresses, AUTH, SELECT, Sentinel */
+int mpnctl_parse_redis(mpnctl_t *ctl, const char *spec, int from_option);
+void mpnctl_addr_format(const mpnctl_addr_t *a, char *buf, size_t len);
+mpnctl_conn_t *mpnctl_connect(mpnctl_t *ctl);
+void mpnctl_disconnect(mpnctl_t *ctl);
+
+/* mpnctl_conn.c: one blocking connection, plain or TLS */
+mpnctl_conn_t *mpnctl_conn_open(const mpnctl_addr_t *a,
+    const mpnctl_tls_t *tls, int timeout_ms, char *err, size_t err_len);
+void mpnctl_conn_close(mpnctl_conn_t *c);
+const char *mpnctl_conn_errstr(mpnctl_conn_t *c);
+const char *mpnctl_conn_name(mpnctl_conn_t *c);
+int mpnctl_append(mpnctl_conn_t *c, int argc, const char **argv,
+    const size_t *lens);
+int mpnctl_get_reply(mpnctl_conn_t *c, redisReply **reply);
+redisReply *mpnctl_command(mpnctl_conn_t *c, int argc, const char **argv,
+    const size_t *lens);
+
 /* mpnctl.c */
 void mpnctl_error(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
-redisContext *mpnctl_connect(mpnctl_t *ctl);
 int mpnctl_reply_error(mpnctl_t *ctl, redisReply *r, const char *what);
 int mpnctl_library_missing(const char *reply);
 char *mpnctl_key(mpnctl_t *ctl, const char *id, size_t len);

@@ -13,4 +13,4 @@ $(BUILD)/mpnctl: $(MPNCTL_SRCS) $(MPNCTL_HDRS) $(PURE_SRCS) $(PURE_HDRS) \
 	$(CC) -g -O2 -Wall -Wextra -D_FORTIFY_SOURCE=2 -fstack-protector-strong \
 	    $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) \
 	    -Ingx_mpn_module -Iredis/mpnctl -o $@ \
-	    $(MPNCTL_SRCS) $(PURE_SRCS) -lhiredis $(PURE_LIBS)
+	    $(MPNCTL_SRCS) $(PURE_SRCS) -lhiredis -lssl $(PURE_LIBS)

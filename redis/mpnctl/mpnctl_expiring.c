@@ -48,7 +48,7 @@ mpnctl_expiring(mpnctl_t *ctl, int argc, char **argv)
     size_t              i, n, *lens;
     const char         *sargv[6], **margv;
     redisReply         *r, *keys, *values;
-    redisContext       *c;
+    mpnctl_conn_t      *c;
     mpnctl_expiring_t   ex;
 
     (void) argc;
@@ -72,7 +72,7 @@ mpnctl_expiring(mpnctl_t *ctl, int argc, char **argv)
         sargv[4] = "COUNT";
         sargv[5] = "1000";
 
-        r = redisCommandArgv(c, 6, sargv, NULL);
+        r = mpnctl_command(c, 6, sargv, NULL);
         if (mpnctl_reply_error(ctl, r, "expiring: SCAN") != 0) {
             freeReplyObject(r);
             rc = 1;
@@ -114,7 +114,7 @@ mpnctl_expiring(mpnctl_t *ctl, int argc, char **argv)
             lens[i + 1] = keys->element[i]->len;
         }
 
-        values = redisCommandArgv(c, (int) n + 1, margv, lens);
+        values = mpnctl_command(c, (int) n + 1, margv, lens);
         free(margv);
         free(lens);
 

@@ -36,7 +36,7 @@ typedef struct {
 
 typedef struct {
     mpnctl_t         *ctl;
-    redisContext     *redis;
+    mpnctl_conn_t    *redis;
 
     mpnctl_queued_t   ring[MPNCTL_INFLIGHT];
     size_t            head;
@@ -239,10 +239,12 @@ mpnctl_import_line(mpnctl_import_t *im, size_t line, char *text, size_t len)
         lens[i] = (argv[i] == text) ? len : strlen(argv[i]);
     }
 
-    if (redisAppendCommandArgv(im->redis, argc, argv, lens) != REDIS_OK) {
+    if (mpnctl_append(im->redis, argc, argv, lens) != 0) {
         free(key);
         mpnctl_import_clear(im);
-        mpnctl_error("import: line %zu: %s", line, im->redis->errstr);
+        mpnctl_error("import: line %zu: Redis connection to %s: %s", line,
+                     mpnctl_conn_name(im->redis),
+                     mpnctl_conn_errstr(im->redis));
         return -1;
     }
 
@@ -279,7 +281,6 @@ mpnctl_import_queue(mpnctl_import_t *im, size_t line, const char *error)
 static int
 mpnctl_import_settle(mpnctl_import_t *im)
 {
-    void             *reply;
     redisReply       *r;
     mpnctl_queued_t  *q;
 
@@ -295,15 +296,13 @@ mpnctl_import_settle(mpnctl_import_t *im)
         return 0;
     }
 
-    if (redisGetReply(im->redis, &reply) != REDIS_OK) {
+    if (mpnctl_get_reply(im->redis, &r) != 0) {
         mpnctl_import_clear(im);
-        mpnctl_error("import: line %zu: Redis connection: %s", q->line,
-                     im->redis->errstr[0] ? im->redis->errstr
-                                          : "connection lost");
+        mpnctl_error("import: line %zu: Redis connection to %s: %s", q->line,
+                     mpnctl_conn_name(im->redis),
+                     mpnctl_conn_errstr(im->redis));
         return -1;
     }
-
-    r = reply;
 
     if (r->type == REDIS_REPLY_ERROR) {
         if (mpnctl_library_missing(r->str)) {

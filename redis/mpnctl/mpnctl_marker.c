@@ -22,7 +22,7 @@ mpnctl_marker_write(mpnctl_t *ctl, int *created)
     char           doc[64 + MPN_TIME_LEN], at[MPN_TIME_LEN + 1];
     const char    *argv[4];
     redisReply    *r;
-    redisContext  *c;
+    mpnctl_conn_t *c;
 
     c = mpnctl_connect(ctl);
     if (c == NULL) {
@@ -37,7 +37,7 @@ mpnctl_marker_write(mpnctl_t *ctl, int *created)
     argv[2] = doc;
     argv[3] = "NX";
 
-    r = redisCommandArgv(c, 4, argv, NULL);
+    r = mpnctl_command(c, 4, argv, NULL);
     if (mpnctl_reply_error(ctl, r, "marker: SET") != 0) {
         freeReplyObject(r);
         return -1;
@@ -61,7 +61,7 @@ mpnctl_library_check(mpnctl_t *ctl, const char *what)
     int            rc;
     const char    *argv[3];
     redisReply    *r;
-    redisContext  *c;
+    mpnctl_conn_t *c;
 
     c = mpnctl_connect(ctl);
     if (c == NULL) {
@@ -72,7 +72,7 @@ mpnctl_library_check(mpnctl_t *ctl, const char *what)
     argv[1] = "mpn_put";
     argv[2] = "0";
 
-    r = redisCommandArgv(c, 3, argv, NULL);
+    r = mpnctl_command(c, 3, argv, NULL);
 
     if (r != NULL && r->type == REDIS_REPLY_ERROR
         && strncmp(r->str, "BAD_ARGUMENT", 12) == 0)

@@ -63,7 +63,9 @@ sub marker_json {
 # requirepass), marker => 0 (do not write the dataset marker in db 0), tls
 # (the TLS lines of MpnTls::redis_conf: a TLS port is opened beside the
 # plain one, which the tests' own client keeps using), tls_port, bind (a
-# loopback address other than 127.0.0.1, for a name that moves).
+# loopback address other than 127.0.0.1, for a name that moves),
+# replica_of => another MpnRedis (start as its replica; no marker is
+# written: it comes from the primary), sentinel => 1 (see start_sentinel).
 sub start {
     my ($class, %opt) = @_;
 
@@ -86,6 +88,8 @@ sub start {
         "unixsocket $dir/redis.sock",
         'unixsocketperm 700',
         ($tls_port ? ("tls-port $tls_port", @{$opt{tls}}) : ()),
+        ($opt{replica_of}
+         ? ('replicaof ' . $opt{replica_of}->addr =~ s/:/ /r) : ()),
         @{$opt{conf} || []}), "\n";
     close $fh;
 
@@ -94,7 +98,8 @@ sub start {
     if ($pid == 0) {
         open(STDIN, '<', '/dev/null');
         open(STDOUT, '>', '/dev/null');
-        exec($bin, "$dir/redis.conf") or POSIX::_exit(127);
+        exec($bin, "$dir/redis.conf", $opt{sentinel} ? ('--sentinel') : ())
+            or POSIX::_exit(127);
     }
 
     my $self = bless { pid => $pid, port => $port, tls_port => $tls_port,
@@ -107,7 +112,8 @@ sub start {
         if (defined $pong && (ref $pong ? $pong->msg =~ /^NOAUTH/
                                         : $pong eq 'PONG'))
         {
-            $self->write_marker($opt{password}) if $opt{marker} // 1;
+            $self->write_marker($opt{password})
+                if ($opt{marker} // 1) && !$opt{replica_of} && !$opt{sentinel};
             return $self;
         }
         if (waitpid($pid, WNOHANG) == $pid) {
@@ -122,7 +128,28 @@ sub start {
 }
 
 
+# Starts redis-server --sentinel watching one primary, in a directory of
+# its own (a Sentinel rewrites its config file).  Options: monitor (an
+# MpnRedis, required), name (default mymaster), quorum (1), down_after (ms,
+# 1000), conf, dir, port.
+sub start_sentinel {
+    my ($class, %opt) = @_;
+    my $name = $opt{name} || 'mymaster';
+    my $primary = $opt{monitor} or die "start_sentinel: monitor => primary";
+    my $self = $class->start(%opt, sentinel => 1, conf => [
+        "sentinel monitor $name " . ($primary->addr =~ s/:/ /r) . ' '
+            . ($opt{quorum} || 1),
+        "sentinel down-after-milliseconds $name " . ($opt{down_after} || 1000),
+        "sentinel failover-timeout $name 10000",
+        "sentinel parallel-syncs $name 1",
+        @{$opt{conf} || []}]);
+    $self->{sentinel} = $name;
+    return $self;
+}
+
+
 sub port { $_[0]{port} }
+sub pid  { $_[0]{pid} }
 sub tls_port { $_[0]{tls_port} }
 sub dir  { $_[0]{dir} }
 sub addr { $_[0]{bind} . ':' . $_[0]{port} }
