@@ -625,6 +625,17 @@ my $pki = MpnTls->new($tmp);
     is($res->{rc}, 0, 'and a write through the Sentinel succeeds');
     like($replica->client->cmd('GET', 'mpn:partner:sen1') // '',
          qr/"action_pack"/, 'on the new primary');
+
+    # a Sentinel that names a server which is a replica (its view is
+    # stale): ROLE says so, and nothing is written there
+    my $stale = MpnRedis->start_sentinel(monitor => $replica, name => 'stale');
+    $replica->client->cmd('REPLICAOF', '127.0.0.1', $primary->port);
+    $res = mpnctl('--redis', 'redis://127.0.0.1:' . $stale->port,
+                  '--sentinel', 'stale', 'init', '--marker', 'stale:meta');
+    ok($res->{rc} == 1 && $res->{err} =~ /is not a primary/,
+       'a primary named by a Sentinel that reports itself a replica is not used')
+        or diag($res->{err});
+    $stale->stop;
     $sentinel->stop;
     $replica->stop;
     $primary->stop;
