@@ -529,8 +529,8 @@ my $pki = MpnTls->new($tmp);
     is($res->{rc}, 1, 'client certificates required, none given: exit 1');
     $res = mpnctl('--redis', $url, '--tls-ca', $pki->ca, '--tls-cert',
                   $pki->client_cert, '--tls-key', $pki->client_key,
-                  'init');
-    ok($res->{rc} == 0 && $res->{out} =~ /marker mpn:meta written/,
+                  'init', '--marker', 'mtls:meta');
+    ok($res->{rc} == 0 && $res->{out} =~ /marker mtls:meta written/,
        'with --tls-cert and --tls-key: in');
     $res = mpnctl('--redis', $url, '--tls-ca', $pki->ca, '--tls-cert',
                   $pki->client_cert, 'init');
