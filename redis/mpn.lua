@@ -9,6 +9,8 @@
 --   FCALL mpn_set_auto_renew 1 <key> <offer> on|off           [options]
 --   FCALL mpn_renew          1 <key> <offer> <now>            [options]
 --   FCALL mpn_cancel         1 <key> <offer>                  [options]
+--   FCALL mpn_consume        1 <usage key> <allowance> <amount> <period_end>
+--                                                          [IDEM <token>]
 --
 -- options: "CHANNEL <ch>" and "REV <n>", each at most once, in either
 -- order, after the positional arguments (so an offer named "channel" is
@@ -931,6 +933,78 @@ local function mpn_cancel(keys, args)
 end
 
 
+-- metered benefits (spec section 12) ---------------------------------------
+
+local MAX_AMOUNT = 1000000
+local MAX_TOKEN = 256
+
+
+local function count_arg(s, what, min, max)
+    if type(s) ~= 'string' or not string.match(s, '^%d+$') or #s > 15 then
+        fail('BAD_ARGUMENT', '%s must be a whole number, got "%s"', what,
+             string.sub(tostring(s), 1, 40))
+    end
+    local n = tonumber(s)
+    if n < min or n > max then
+        fail('BAD_ARGUMENT', '%s must be from %d to %d, got %s', what, min,
+             max, s)
+    end
+    return n
+end
+
+
+-- Takes amount units of a benefit's allowance for one period, in one
+-- step: the usage hash holds "used" and one "idem:<token>" field per
+-- recorded token; it expires a day after the period ends.  A token seen
+-- before takes nothing ([used, "repeat"]); past the allowance nothing is
+-- taken and the error starts with QUOTA.  Usage is not a record: nothing is
+-- published.
+local function mpn_consume(keys, args)
+    local key = the_key(keys)
+    local n = #args
+    if n ~= 3 and n ~= 5 then
+        fail('BAD_ARGUMENT', 'wrong number of arguments, expected '
+             .. 'allowance amount period_end_unix [IDEM token]')
+    end
+    local allowance = count_arg(args[1], 'allowance', 0, MAX_INT - 1)
+    local amount = count_arg(args[2], 'amount', 1, MAX_AMOUNT)
+    local period_end = count_arg(args[3], 'period_end_unix', 0, MAX_TIME)
+    local token
+    if n == 5 then
+        if string.upper(args[4]) ~= 'IDEM' then
+            fail('BAD_ARGUMENT', 'unknown option "%s" (IDEM)',
+                 string.sub(args[4], 1, 40))
+        end
+        if #args[5] > MAX_TOKEN then
+            fail('BAD_ARGUMENT', 'IDEM token longer than %d bytes', MAX_TOKEN)
+        end
+        if args[5] ~= '' then          -- an empty value means no token
+            token = 'idem:' .. args[5]
+        end
+    end
+    local expire_at = period_end + 86400
+    if expire_at <= now_time() then
+        fail('BAD_ARGUMENT', 'the period ended more than a day ago (%s)',
+             format_time(period_end))
+    end
+
+    local used = tonumber(rcall('HGET', key, 'used') or '0') or 0
+    if token ~= nil and rcall('HEXISTS', key, token) == 1 then
+        return {used, 'repeat'}
+    end
+    if used + amount > allowance then
+        fail('QUOTA', 'used %d of %d, %d more asked for', used, allowance,
+             amount)
+    end
+    used = rcall('HINCRBY', key, 'used', amount)
+    if token ~= nil then
+        rcall('HSET', key, token, used)
+    end
+    rcall('EXPIREAT', key, expire_at)
+    return {used, 'ok'}
+end
+
+
 -- Writes: no flags, so none of them is `no-writes` and each is refused on
 -- a read-only replica and when Redis is out of memory.
 redis.register_function{function_name = 'mpn_put',
@@ -943,3 +1017,5 @@ redis.register_function{function_name = 'mpn_renew',
                         callback = wrap(mpn_renew), flags = {}}
 redis.register_function{function_name = 'mpn_cancel',
                         callback = wrap(mpn_cancel), flags = {}}
+redis.register_function{function_name = 'mpn_consume',
+                        callback = wrap(mpn_consume), flags = {}}

@@ -60,7 +60,7 @@ my $res = mpnctl('--help');
 is($res->{rc}, 0, 'mpnctl --help exits 0');
 like($res->{out}, qr/^usage: mpnctl/, 'mpnctl --help prints the usage');
 for my $cmd (qw(get put import init subscribe renew auto-renew cancel
-                expiring token verify keygen pubkeys))
+                expiring usage token verify keygen pubkeys))
 {
     $res = mpnctl($cmd, '--help');
     ok($res->{rc} == 0 && $res->{out} =~ /^usage: mpnctl \[options\] \Q$cmd\E/,
@@ -454,6 +454,65 @@ for my $alg (qw(HS256 RS256 ES256 EdDSA)) {
     $res = mpnctl('pubkeys', write_file('notjwks.json', '[1]'));
     ok($res->{rc} == 1 && $res->{err} =~ /not a JWKS/, 'not a JWKS: exit 1');
     is(mpnctl('pubkeys')->{rc}, 2, 'pubkeys without FILE: exit 2');
+}
+
+# -------------------------------------------------------------------------
+# usage ID [--reset BENEFIT] (spec section 12)
+
+{
+    my $end = time() + 20 * 86400;
+    my $c = $srv->client;
+    $c->cmd('FCALL', 'mpn_consume', 1, 'mpn:usage:u1:windows_enterprise:1767225600',
+            10, 3, $end, 'IDEM', 'k1');
+    $c->cmd('FCALL', 'mpn_consume', 1, 'mpn:usage:u1:windows_enterprise:1767225600',
+            10, 2, $end, 'IDEM', 'k2');
+    $c->cmd('FCALL', 'mpn_consume', 1, 'mpn:usage:u1:azure_credits:1764547200',
+            100, 40, $end);
+    $c->cmd('FCALL', 'mpn_consume', 1, 'mpn:usage:u1:azure_credits:1767225600',
+            100, 5, $end);
+    $c->cmd('FCALL', 'mpn_consume', 1, 'mpn:usage:u10:azure_credits:1767225600',
+            100, 7, $end);          # another partner whose id starts alike
+    $c->cmd('FCALL', 'mpn_consume', 1, 'site:use:u1:ems:1767225600', 5, 1, $end);
+    my ($y, $m, $d, $H, $M, $S) = (gmtime($end + 86400))[5, 4, 3, 2, 1, 0];
+    my $exp = sprintf('%04d-%02d-%02dT%02d:%02d:%02dZ', $y + 1900, $m + 1, $d,
+                      $H, $M, $S);
+
+    $res = mpnctl(@R, 'usage', 'u1');
+    is($res->{rc}, 0, 'usage ID exits 0');
+    is($res->{out},
+       "azure_credits\t2025-12-01T00:00:00Z\tused=40\ttokens=0\texpires=$exp\n"
+       . "azure_credits\t2026-01-01T00:00:00Z\tused=5\ttokens=0\texpires=$exp\n"
+       . "windows_enterprise\t2026-01-01T00:00:00Z\tused=5\ttokens=2\texpires=$exp\n",
+       'every usage key of the partner (and only its own), every period, '
+       . 'sorted; tokens counted');
+    $res = mpnctl(@R, 'usage', 'u1', '--json');
+    is_deeply($json->decode((split /\n/, $res->{out})[2] // 'null'),
+              { benefit => 'windows_enterprise',
+                period_start => '2026-01-01T00:00:00Z', used => 5,
+                tokens => 2, expires => $exp }, 'usage --json');
+    $res = mpnctl(@R, 'usage', 'u1', '--usage-prefix', 'site:use:');
+    like($res->{out}, qr/^ems\t2026-01-01T00:00:00Z\tused=1\t/,
+         '--usage-prefix');
+    $res = mpnctl(@R, 'usage', 'nobody');
+    ok($res->{rc} == 0 && $res->{out} eq '' && $res->{err} =~ /no usage/,
+       'a partner without usage: nothing listed, a note on stderr');
+
+    $res = mpnctl(@R, 'usage', 'u1', '--reset', 'azure_credits');
+    is_deeply([$res->{rc}, $res->{out}],
+              [0, "reset azure_credits of u1: 2 periods cleared\n"],
+              'usage --reset BENEFIT clears that benefit, every period');
+    is($c->cmd('EXISTS', 'mpn:usage:u1:azure_credits:1764547200',
+               'mpn:usage:u1:azure_credits:1767225600'), 0, 'both keys gone');
+    ok($c->cmd('EXISTS', 'mpn:usage:u10:azure_credits:1767225600')
+       && $c->cmd('EXISTS', 'mpn:usage:u1:windows_enterprise:1767225600'),
+       'another benefit and another partner untouched');
+    $res = mpnctl(@R, 'usage', 'u1', '--reset', 'azure_credits');
+    ok($res->{rc} == 1 && $res->{err} =~ /no usage of azure_credits/,
+       'resetting what is not there: exit 1');
+    $res = mpnctl(@R, 'usage', 'bad id');
+    is($res->{rc}, 1, 'a malformed id: exit 1');
+    is(mpnctl(@R, 'get', 'u1', '--reset', 'x')->{rc}, 2,
+       'get does not take --reset');
 }
 
 # -------------------------------------------------------------------------

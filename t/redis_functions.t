@@ -86,8 +86,9 @@ published($sub);
     my %flags = map { my %f = @$_; ($f{name} => $f{flags}) }
                 @{$lib{functions}};
     is_deeply([sort keys %flags],
-              [qw(mpn_cancel mpn_put mpn_renew mpn_set_auto_renew
-                  mpn_subscribe)], 'the library registers the five functions');
+              [qw(mpn_cancel mpn_consume mpn_put mpn_renew
+                  mpn_set_auto_renew mpn_subscribe)],
+              'the library registers the six functions');
     ok(!grep({ grep { $_ eq 'no-writes' } @$_ } values %flags),
        'no function is flagged no-writes');
     my $e = $r->cmd('FCALL_RO', 'mpn_put', 1, "${P}ro",
@@ -556,6 +557,95 @@ is(code(put('arr', '{"v":1,"partner_id":"arr","subscriptions":{"ap":'
 is(code(put('arr', '{"v":1,"partner_id":"arr","competencies":[ ]}')),
    'BAD_RECORD', 'BAD_RECORD: competencies [ ]');
 published($sub);
+
+# -------------------------------------------------------------------------
+# mpn_consume (spec section 12): metered benefits
+
+sub consume { $r->cmd('FCALL', 'mpn_consume', 1, @_) }
+
+{
+    published($sub);
+    my $U = 'mpn:usage:c1:windows_enterprise:1767225600';
+    my $end = time() + 30 * 86400;
+    is_deeply(consume($U, 10, 3, $end), [3, 'ok'], 'consume 3 of 10: [3, ok]');
+    is_deeply(consume($U, 10, 7, $end), [10, 'ok'],
+              'consume up to the allowance exactly');
+    my $e = consume($U, 10, 1, $end);
+    is(code($e), 'QUOTA', 'QUOTA past the allowance');
+    like(ref $e ? $e->msg : '', qr/used 10 of 10/, 'which says how much');
+    is($r->cmd('HGET', $U, 'used'), 10, 'a refused consumption takes nothing');
+    is($r->cmd('EXPIRETIME', $U), $end + 86400,
+       'the usage key expires a day after the period ends');
+    is_deeply(published($sub), [], 'consuming publishes nothing');
+
+    my $V = 'mpn:usage:c1:licence:1767225600';
+    is_deeply(consume($V, 3, 1, $end, 'IDEM', 'req-1'), [1, 'ok'],
+              'IDEM req-1: taken');
+    is_deeply(consume($V, 3, 1, $end, 'IDEM', 'req-1'), [1, 'repeat'],
+              'IDEM req-1 again: repeat, nothing taken');
+    ok($r->cmd('HEXISTS', $V, 'idem:req-1'), 'the hash holds idem:req-1');
+    is_deeply(consume($V, 3, 1, $end, 'idem', 'req-2'), [2, 'ok'],
+              'another token is taken (idem in any case)');
+    is_deeply(consume($V, 3, 1, $end, 'IDEM', ''), [3, 'ok'],
+              'an empty token is no token');
+    is_deeply(consume($V, 3, 1, $end, 'IDEM', 'req-2'), [3, 'repeat'],
+              'a recorded token at the allowance is still a repeat, not QUOTA');
+    is(code(consume($V, 3, 1, $end, 'IDEM', 'req-3')), 'QUOTA',
+       'a new token past the allowance: QUOTA');
+    ok(!$r->cmd('HEXISTS', $V, 'idem:req-3'),
+       'and the refused token is not recorded');
+    is_deeply([sort @{$r->cmd('HKEYS', $V)}],
+              [qw(idem:req-1 idem:req-2 used)],
+              'the hash holds used and one idem: field per token');
+
+    my $W = 'mpn:usage:c1:x:0';
+    for my $bad ([10, 0, $end], [10, 1000001, $end], [10, '1.5', $end],
+                 [-1, 1, $end], [10, 1, 'soon'], [10, 1, time() - 2 * 86400],
+                 [10, 1, $end, 'TOKEN', 'a'], [10, 1], [10, 1, $end, 'IDEM'],
+                 [10, 1, $end, 'IDEM', 'x' x 257])
+    {
+        is(code(consume($W, @$bad)), 'BAD_ARGUMENT',
+           "BAD_ARGUMENT: consume @$bad[0 .. ($#$bad > 3 ? 3 : $#$bad)]");
+    }
+    is_deeply(consume($W, 1000000, 1000000, $end), [1000000, 'ok'],
+              'an amount of 1,000,000 is allowed');
+    is($r->cmd('EXISTS', 'mpn:usage:c1:x:1'), 0, 'no key made by a refusal');
+    $r->cmd('SET', 'mpn:usage:str', 'x');
+    my $wt = consume('mpn:usage:str', 1, 1, $end);
+    like(ref $wt ? $wt->msg : '', qr/^WRONGTYPE/,
+         'a key that is not a hash: WRONGTYPE passes through');
+    is(code($r->cmd('FCALL', 'mpn_consume', 0, 1, 1, $end)), 'BAD_ARGUMENT',
+       'BAD_ARGUMENT: no key');
+    is_deeply(published($sub), [], 'still nothing published');
+
+    # 4 clients x 250 pipelined consumptions of 1 against 500 allowed
+    my $Z = 'mpn:usage:busy:azure_credits:1767225600';
+    my @pids;
+    for my $c (1 .. 4) {
+        my $pid = fork();
+        die "fork: $!" unless defined $pid;
+        if ($pid == 0) {
+            my $n = eval {
+                my $cl = $srv->client;
+                my @rep = $cl->pipeline(map {
+                    ['FCALL', 'mpn_consume', 1, $Z, 500, 1, $end]
+                } 1 .. 250);
+                my $ok = grep { ref $_ eq 'ARRAY' && $_->[1] eq 'ok' } @rep;
+                my $q = grep { MpnRedis::err_code($_) // '' eq 'QUOTA' } @rep;
+                $ok + $q == 250 ? $ok : 255;
+            };
+            _exit(defined $n ? $n : 255);
+        }
+        push @pids, $pid;
+    }
+    my $taken = 0;
+    for my $pid (@pids) {
+        waitpid($pid, 0);
+        $taken += $? >> 8;
+    }
+    is($taken, 500, '1,000 concurrent consumptions against 500: exactly 500 taken');
+    is($r->cmd('HGET', $Z, 'used'), 500, 'and used is 500');
+}
 
 # -------------------------------------------------------------------------
 # 1,000 concurrent renewals: 4 clients x 250 pipelined

@@ -118,6 +118,17 @@ static const mpnctl_command_t  mpnctl_commands[] = {
       "    ID OFFER END DAYS_LEFT auto-renew=on|off\n"
       "  or one JSON object a line with --json.  Uses SCAN, never KEYS.\n" },
 
+    { "usage", mpnctl_usage_show,
+      MPNCTL_REDIS_OPTS | MPNCTL_O_RESET | MPNCTL_O_USAGE | MPNCTL_O_JSON,
+      1, 1,
+      "usage ID [--reset BENEFIT] [--usage-prefix PREFIX] [--json]\n"
+      "  Lists the usage of every metered benefit of partner ID (the keys\n"
+      "  PREFIX<ID>:<benefit>:<period start> that mpn_consume writes, term\n"
+      "  and month periods alike), one a line:\n"
+      "    BENEFIT PERIOD_START used=N tokens=K expires=TIME\n"
+      "  With --reset BENEFIT, clears that benefit's usage (every period).\n"
+      "  PREFIX defaults to mpn:usage: (the module's mpn_usage_prefix).\n" },
+
     { "token", mpnctl_token,
       MPNCTL_O_JWKS | MPNCTL_O_KID | MPNCTL_O_ALG | MPNCTL_O_SUB
       | MPNCTL_O_EXP | MPNCTL_O_CLAIM | MPNCTL_O_NOW | MPNCTL_O_ANY_SUB, 0, 0,
@@ -201,6 +212,8 @@ static const struct option  mpnctl_long_options[] = {
     { "claim",         required_argument, NULL, 'C' },
     { "marker",        required_argument, NULL, 'M' },
     { "any-sub",       no_argument,       NULL, 'A' },
+    { "reset",         required_argument, NULL, 1010 },
+    { "usage-prefix",  required_argument, NULL, 1011 },
     { "tls-ca",        required_argument, NULL, 1001 },
     { "tls-cert",      required_argument, NULL, 1002 },
     { "tls-key",       required_argument, NULL, 1003 },
@@ -237,6 +250,8 @@ static const struct {
     { 'C', MPNCTL_O_CLAIM, "--claim" },
     { 'M', MPNCTL_O_MARKER, "--marker" },
     { 'A', MPNCTL_O_ANY_SUB, "--any-sub" },
+    { 1010, MPNCTL_O_RESET, "--reset" },
+    { 1011, MPNCTL_O_USAGE, "--usage-prefix" },
     { 1001, MPNCTL_O_CONN, "--tls-ca" },
     { 1002, MPNCTL_O_CONN, "--tls-cert" },
     { 1003, MPNCTL_O_CONN, "--tls-key" },
@@ -262,6 +277,7 @@ main(int argc, char **argv)
     ctl.prefix = MPNCTL_DEFAULT_PREFIX;
     ctl.channel = NULL;
     ctl.marker = MPNCTL_DEFAULT_MARKER;
+    ctl.usage_prefix = MPNCTL_DEFAULT_USAGE_PREFIX;
     ctl.now = -1;
     ctl.within = 30 * MPNCTL_DAY;
     ctl.exp = 3600;
@@ -392,6 +408,18 @@ main(int argc, char **argv)
 
         case 1001:
             ctl.tls.ca = optarg;
+            break;
+
+        case 1010:
+            if (optarg[0] == '\0') {
+                mpnctl_error("BAD_ARGUMENT --reset: empty benefit name");
+                return 2;
+            }
+            ctl.reset = optarg;
+            break;
+
+        case 1011:
+            ctl.usage_prefix = optarg;
             break;
 
         case 1002:

@@ -41,6 +41,10 @@
 #define MPNCTL_O_REV        0x20000
 #define MPNCTL_O_ANY_SUB    0x40000
 #define MPNCTL_O_CONN       0x80000     /* --tls-*, --sentinel* */
+#define MPNCTL_O_RESET      0x100000
+#define MPNCTL_O_USAGE      0x200000    /* --usage-prefix */
+
+#define MPNCTL_DEFAULT_USAGE_PREFIX  "mpn:usage:"
 
 #define MPNCTL_DEFAULT_MARKER  "mpn:meta"
 
@@ -81,6 +85,8 @@ typedef struct {
     const char    *prefix;
     const char    *channel;         /* NULL: the library's default */
     const char    *marker;          /* the dataset marker key */
+    const char    *usage_prefix;    /* mpn_usage_prefix */
+    const char    *reset;           /* usage --reset BENEFIT */
     const char    *rev;             /* REV n for the library, or NULL */
     mpnctl_conn_t *redis;
 
@@ -113,6 +119,7 @@ int mpnctl_verify(mpnctl_t *ctl, int argc, char **argv);
 int mpnctl_keygen(mpnctl_t *ctl, int argc, char **argv);
 int mpnctl_pubkeys(mpnctl_t *ctl, int argc, char **argv);
 int mpnctl_init(mpnctl_t *ctl, int argc, char **argv);
+int mpnctl_usage_show(mpnctl_t *ctl, int argc, char **argv);
 
 /* mpnctl_marker.c */
 int mpnctl_marker_write(mpnctl_t *ctl, int *created);
@@ -150,5 +157,6 @@ int mpnctl_parse_int(const char *s, int min, int max, int *out);
 int mpnctl_parse_time(const char *s, int64_t *out);
 int mpnctl_parse_duration(const char *s, int64_t *out);
 int mpnctl_read_file(const char *path, char **data, size_t *len);
+char *mpnctl_glob_prefix(const char *prefix, const char *more);
 
 #endif /* MPNCTL_H */

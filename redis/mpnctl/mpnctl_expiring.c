@@ -32,7 +32,6 @@ typedef struct {
 } mpnctl_expiring_t;
 
 
-static char *mpnctl_expiring_pattern(const char *prefix);
 static void mpnctl_expiring_record(mpnctl_t *ctl, mpnctl_expiring_t *ex,
     const char *key, size_t key_len, const redisReply *value);
 static int mpnctl_expiring_cmp(const void *a, const void *b);
@@ -59,7 +58,7 @@ mpnctl_expiring(mpnctl_t *ctl, int argc, char **argv)
         return 1;
     }
 
-    pattern = mpnctl_expiring_pattern(ctl->prefix);
+    pattern = mpnctl_glob_prefix(ctl->prefix, "");
     memset(&ex, 0, sizeof(mpnctl_expiring_t));
     strcpy(cursor, "0");
     rc = 0;
@@ -167,33 +166,6 @@ mpnctl_expiring(mpnctl_t *ctl, int argc, char **argv)
     free(ex.rows);
 
     return rc;
-}
-
-
-/* the prefix with glob characters escaped, then "*" */
-static char *
-mpnctl_expiring_pattern(const char *prefix)
-{
-    char        *pattern, *p;
-    const char  *s;
-
-    pattern = malloc(strlen(prefix) * 2 + 2);
-    if (pattern == NULL) {
-        mpnctl_error("out of memory");
-        exit(1);
-    }
-
-    for (p = pattern, s = prefix; *s != '\0'; s++) {
-        if (strchr("*?[]\\", *s) != NULL) {
-            *p++ = '\\';
-        }
-        *p++ = *s;
-    }
-
-    *p++ = '*';
-    *p = '\0';
-
-    return pattern;
 }
 
 

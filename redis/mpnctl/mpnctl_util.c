@@ -168,3 +168,38 @@ mpnctl_read_file(const char *path, char **data, size_t *len)
 
     return 0;
 }
+
+
+/* a SCAN pattern for keys starting with prefix and then more: the prefix
+ * and more with glob characters escaped, then "*" */
+char *
+mpnctl_glob_prefix(const char *prefix, const char *more)
+{
+    char        *pattern, *p;
+    const char  *s, *part[2];
+    int          i;
+
+    pattern = malloc((strlen(prefix) + strlen(more)) * 2 + 2);
+    if (pattern == NULL) {
+        mpnctl_error("out of memory");
+        exit(1);
+    }
+
+    part[0] = prefix;
+    part[1] = more;
+    p = pattern;
+
+    for (i = 0; i < 2; i++) {
+        for (s = part[i]; *s != '\0'; s++) {
+            if (strchr("*?[]\\", *s) != NULL) {
+                *p++ = '\\';
+            }
+            *p++ = *s;
+        }
+    }
+
+    *p++ = '*';
+    *p = '\0';
+
+    return pattern;
+}

@@ -1,0 +1,376 @@
+/*
+ * mpnctl usage ID [--reset BENEFIT]: the usage of a partner's metered
+ * benefits (spec section 12).  Usage keys are
+ * <usage prefix><id>:<benefit>:<period start, Unix seconds>, hashes with
+ * "used" and one "idem:<token>" field per recorded token, made by the
+ * library's mpn_consume.  Found with SCAN (never KEYS).
+ */
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "mpnctl.h"
+#include "mpn_record.h"
+#include "mpn_time.h"
+
+
+typedef struct {
+    char       *key;
+    char       *benefit;        /* points into key */
+    int64_t     start;
+    long long   used;
+    long long   tokens;
+    long long   expires;        /* EXPIRETIME: -1 none, -2 gone */
+} mpnctl_usage_row_t;
+
+
+typedef struct {
+    mpnctl_usage_row_t  *rows;
+    size_t               n;
+    size_t               cap;
+} mpnctl_usage_t;
+
+
+static int mpnctl_usage_scan(mpnctl_t *ctl, mpnctl_conn_t *c,
+    const char *id, mpnctl_usage_t *u);
+static int mpnctl_usage_read(mpnctl_t *ctl, mpnctl_conn_t *c,
+    mpnctl_usage_t *u);
+static int mpnctl_usage_reset(mpnctl_t *ctl, mpnctl_conn_t *c,
+    const char *id, mpnctl_usage_t *u);
+static void mpnctl_usage_print(mpnctl_t *ctl, const mpnctl_usage_row_t *row);
+static int mpnctl_usage_cmp(const void *a, const void *b);
+
+
+int
+mpnctl_usage_show(mpnctl_t *ctl, int argc, char **argv)
+{
+    int              rc;
+    size_t           i;
+    mpnctl_conn_t   *c;
+    mpnctl_usage_t   u;
+
+    (void) argc;
+
+    if (!mpn_partner_id_valid(argv[0], strlen(argv[0]))) {
+        mpnctl_error("usage: BAD_ARGUMENT partner id \"%s\" does not match "
+                     "^[A-Za-z0-9._-]{1,64}$", argv[0]);
+        return 1;
+    }
+
+    c = mpnctl_connect(ctl);
+    if (c == NULL) {
+        return 1;
+    }
+
+    memset(&u, 0, sizeof(mpnctl_usage_t));
+
+    rc = mpnctl_usage_scan(ctl, c, argv[0], &u);
+
+    if (rc == 0 && ctl->reset != NULL) {
+        rc = mpnctl_usage_reset(ctl, c, argv[0], &u);
+
+    } else if (rc == 0) {
+        rc = mpnctl_usage_read(ctl, c, &u);
+        if (rc == 0) {
+            qsort(u.rows, u.n, sizeof(mpnctl_usage_row_t), mpnctl_usage_cmp);
+            for (i = 0; i < u.n; i++) {
+                if (u.rows[i].expires != -2) {      /* expired meanwhile */
+                    mpnctl_usage_print(ctl, &u.rows[i]);
+                }
+            }
+            if (u.n == 0) {
+                mpnctl_error("usage: no usage recorded for %s", argv[0]);
+            }
+        }
+    }
+
+    for (i = 0; i < u.n; i++) {
+        free(u.rows[i].key);
+    }
+    free(u.rows);
+
+    return rc == 0 ? 0 : 1;
+}
+
+
+/* every usage key of the partner: <prefix><id>:<benefit>:<start> */
+static int
+mpnctl_usage_scan(mpnctl_t *ctl, mpnctl_conn_t *c, const char *id,
+    mpnctl_usage_t *u)
+{
+    int                  rc;
+    char                *pattern, *more, cursor[32], *colon, *end, *key;
+    size_t               i, skip;
+    long long            start;
+    redisReply          *r, *keys;
+    const char          *argv[6];
+    mpnctl_usage_row_t  *row;
+
+    skip = strlen(ctl->usage_prefix) + strlen(id) + 1;
+    more = malloc(strlen(id) + 2);
+    if (more == NULL) {
+        mpnctl_error("out of memory");
+        exit(1);
+    }
+    sprintf(more, "%s:", id);
+    pattern = mpnctl_glob_prefix(ctl->usage_prefix, more);
+    free(more);
+
+    strcpy(cursor, "0");
+    rc = 0;
+
+    do {
+        argv[0] = "SCAN";
+        argv[1] = cursor;
+        argv[2] = "MATCH";
+        argv[3] = pattern;
+        argv[4] = "COUNT";
+        argv[5] = "1000";
+
+        r = mpnctl_command(c, 6, argv, NULL);
+        if (mpnctl_reply_error(ctl, r, "usage: SCAN") != 0) {
+            freeReplyObject(r);
+            rc = -1;
+            break;
+        }
+
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2
+            || r->element[0]->type != REDIS_REPLY_STRING
+            || r->element[0]->len >= sizeof(cursor)
+            || r->element[1]->type != REDIS_REPLY_ARRAY)
+        {
+            mpnctl_error("usage: SCAN: unexpected reply");
+            freeReplyObject(r);
+            rc = -1;
+            break;
+        }
+
+        memcpy(cursor, r->element[0]->str, r->element[0]->len);
+        cursor[r->element[0]->len] = '\0';
+        keys = r->element[1];
+
+        for (i = 0; i < keys->elements; i++) {
+            if (keys->element[i]->len <= skip) {
+                continue;
+            }
+
+            key = strndup(keys->element[i]->str, keys->element[i]->len);
+            if (key == NULL) {
+                mpnctl_error("out of memory");
+                exit(1);
+            }
+
+            /* <benefit>:<start>: the benefit may hold ':', the start not */
+            colon = strrchr(key + skip, ':');
+            start = (colon != NULL) ? strtoll(colon + 1, &end, 10) : -1;
+            if (colon == NULL || colon == key + skip || colon[1] == '\0'
+                || *end != '\0' || start < 0)
+            {
+                free(key);      /* not a usage key of this form */
+                continue;
+            }
+
+            if (u->n == u->cap) {
+                u->cap = u->cap ? u->cap * 2 : 16;
+                u->rows = realloc(u->rows,
+                                  u->cap * sizeof(mpnctl_usage_row_t));
+                if (u->rows == NULL) {
+                    mpnctl_error("out of memory");
+                    exit(1);
+                }
+            }
+
+            row = &u->rows[u->n++];
+            memset(row, 0, sizeof(mpnctl_usage_row_t));
+            row->key = key;
+            *colon = '\0';
+            row->benefit = key + skip;
+            row->start = start;
+        }
+
+        freeReplyObject(r);
+
+    } while (strcmp(cursor, "0") != 0);
+
+    free(pattern);
+
+    return rc;
+}
+
+
+/* used, the number of tokens and the expiry of each key, pipelined */
+static int
+mpnctl_usage_read(mpnctl_t *ctl, mpnctl_conn_t *c, mpnctl_usage_t *u)
+{
+    int           k;
+    size_t        i, klen;
+    const char   *argv[3];
+    size_t        lens[3];
+    redisReply   *r;
+
+    for (i = 0; i < u->n; i++) {
+        /* the key text up to the benefit was cut at the last ':' */
+        klen = strlen(u->rows[i].key);
+        u->rows[i].key[klen] = ':';
+
+        argv[1] = u->rows[i].key;
+        lens[1] = strlen(u->rows[i].key);
+
+        argv[0] = "HGET";
+        lens[0] = 4;
+        argv[2] = "used";
+        lens[2] = 4;
+        if (mpnctl_append(c, 3, argv, lens) != 0) {
+            goto failed;
+        }
+
+        argv[0] = "HLEN";
+        if (mpnctl_append(c, 2, argv, lens) != 0) {
+            goto failed;
+        }
+
+        argv[0] = "EXPIRETIME";
+        lens[0] = 10;
+        if (mpnctl_append(c, 2, argv, lens) != 0) {
+            goto failed;
+        }
+
+        u->rows[i].key[klen] = '\0';
+    }
+
+    for (i = 0; i < u->n; i++) {
+        for (k = 0; k < 3; k++) {
+            if (mpnctl_get_reply(c, &r) != 0) {
+                goto failed;
+            }
+            if (mpnctl_reply_error(ctl, r, "usage") != 0) {
+                freeReplyObject(r);
+                return -1;
+            }
+            switch (k) {
+            case 0:
+                u->rows[i].used = (r->type == REDIS_REPLY_STRING)
+                                  ? strtoll(r->str, NULL, 10) : 0;
+                break;
+            case 1:
+                u->rows[i].tokens = (r->integer > 0) ? r->integer - 1 : 0;
+                break;
+            default:
+                u->rows[i].expires = r->integer;
+            }
+            freeReplyObject(r);
+        }
+    }
+
+    return 0;
+
+failed:
+
+    mpnctl_error("usage: Redis connection to %s: %s", mpnctl_conn_name(c),
+                 mpnctl_conn_errstr(c));
+    return -1;
+}
+
+
+/* --reset BENEFIT: UNLINK every period's key of that benefit */
+static int
+mpnctl_usage_reset(mpnctl_t *ctl, mpnctl_conn_t *c, const char *id,
+    mpnctl_usage_t *u)
+{
+    size_t        i, n, klen;
+    long long     gone;
+    const char   *argv[2];
+    redisReply   *r;
+
+    n = 0;
+    gone = 0;
+
+    for (i = 0; i < u->n; i++) {
+        if (strcmp(u->rows[i].benefit, ctl->reset) != 0) {
+            continue;
+        }
+
+        klen = strlen(u->rows[i].key);
+        u->rows[i].key[klen] = ':';
+
+        argv[0] = "UNLINK";
+        argv[1] = u->rows[i].key;
+        r = mpnctl_command(c, 2, argv, NULL);
+
+        u->rows[i].key[klen] = '\0';
+
+        if (mpnctl_reply_error(ctl, r, "usage --reset") != 0) {
+            freeReplyObject(r);
+            return -1;
+        }
+
+        gone += r->integer;
+        freeReplyObject(r);
+        n++;
+    }
+
+    if (n == 0) {
+        mpnctl_error("usage --reset: no usage of %s recorded for %s",
+                     ctl->reset, id);
+        return -1;
+    }
+
+    printf("reset %s of %s: %lld period%s cleared\n", ctl->reset, id, gone,
+           gone == 1 ? "" : "s");
+
+    return 0;
+}
+
+
+static void
+mpnctl_usage_print(mpnctl_t *ctl, const mpnctl_usage_row_t *row)
+{
+    char     start[MPN_TIME_LEN + 1], expires[MPN_TIME_LEN + 1], *s;
+    json_t  *o;
+
+    mpn_time_format(row->start, start);
+    if (row->expires >= 0) {
+        mpn_time_format(row->expires, expires);
+    } else {
+        strcpy(expires, "never");
+    }
+
+    if (!ctl->json) {
+        printf("%s\t%s\tused=%lld\ttokens=%lld\texpires=%s\n", row->benefit,
+               start, row->used, row->tokens, expires);
+        return;
+    }
+
+    o = json_pack("{s:s, s:s, s:I, s:I, s:s}", "benefit", row->benefit,
+                  "period_start", start, "used", (json_int_t) row->used,
+                  "tokens", (json_int_t) row->tokens, "expires", expires);
+    s = (o != NULL) ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER)
+                    : NULL;
+    if (s == NULL) {
+        mpnctl_error("out of memory");
+        exit(1);
+    }
+
+    printf("%s\n", s);
+    free(s);
+    json_decref(o);
+}
+
+
+static int
+mpnctl_usage_cmp(const void *a, const void *b)
+{
+    int                        rc;
+    const mpnctl_usage_row_t  *x = a, *y = b;
+
+    rc = strcmp(x->benefit, y->benefit);
+    if (rc != 0) {
+        return rc;
+    }
+
+    return (x->start > y->start) - (x->start < y->start);
+}
