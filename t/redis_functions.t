@@ -71,6 +71,22 @@ sub fcall {
     return $r->cmd('FCALL', "mpn_$fn", 1, "$P$id", @args);
 }
 
+# runs $n children at once, each given its own client; returns what each
+# returned (a number from 0 to 254; 255 when it died)
+sub concurrently {
+    my ($n, $code) = @_;
+    my @pids;
+    for (1 .. $n) {
+        my $pid = fork() // die "fork: $!";
+        if ($pid == 0) {
+            my $v = eval { $code->($srv->client) };
+            _exit(defined $v ? $v : 255);
+        }
+        push @pids, $pid;
+    }
+    return map { waitpid($_, 0); $? >> 8 } @pids;
+}
+
 sub raw { $r->cmd('GET', "$P$_[0]") }
 sub get { my $v = raw($_[0]); defined $v ? $json->decode($v) : undef }
 sub code { MpnRedis::err_code($_[0]) // "not an error: " . ($_[0] // 'nil') }
@@ -620,29 +636,15 @@ sub consume { $r->cmd('FCALL', 'mpn_consume', 1, @_) }
 
     # 4 clients x 250 pipelined consumptions of 1 against 500 allowed
     my $Z = 'mpn:usage:busy:azure_credits:1767225600';
-    my @pids;
-    for my $c (1 .. 4) {
-        my $pid = fork();
-        die "fork: $!" unless defined $pid;
-        if ($pid == 0) {
-            my $n = eval {
-                my $cl = $srv->client;
-                my @rep = $cl->pipeline(map {
-                    ['FCALL', 'mpn_consume', 1, $Z, 500, 1, $end]
-                } 1 .. 250);
-                my $ok = grep { ref $_ eq 'ARRAY' && $_->[1] eq 'ok' } @rep;
-                my $q = grep { MpnRedis::err_code($_) // '' eq 'QUOTA' } @rep;
-                $ok + $q == 250 ? $ok : 255;
-            };
-            _exit(defined $n ? $n : 255);
-        }
-        push @pids, $pid;
-    }
     my $taken = 0;
-    for my $pid (@pids) {
-        waitpid($pid, 0);
-        $taken += $? >> 8;
-    }
+    $taken += $_ for concurrently(4, sub {
+        my @rep = $_[0]->pipeline(map {
+            ['FCALL', 'mpn_consume', 1, $Z, 500, 1, $end]
+        } 1 .. 250);
+        my $ok = grep { ref $_ eq 'ARRAY' && $_->[1] eq 'ok' } @rep;
+        my $q = grep { (MpnRedis::err_code($_) // '') eq 'QUOTA' } @rep;
+        return $ok + $q == 250 ? $ok : 255;
+    });
     is($taken, 500, '1,000 concurrent consumptions against 500: exactly 500 taken');
     is($r->cmd('HGET', $Z, 'used'), 500, 'and used is 500');
 }
@@ -653,27 +655,12 @@ sub consume { $r->cmd('FCALL', 'mpn_consume', 1, @_) }
 with_ap('busy', end => '2026-06-15T09:00:00Z');
 published($sub);
 my $start_rev = get('busy')->{rev};
-my @pids;
-for my $c (1 .. 4) {
-    my $pid = fork();
-    die "fork: $!" unless defined $pid;
-    if ($pid == 0) {
-        my $ok = eval {
-            my $cl = $srv->client;
-            my @rep = $cl->pipeline(map {
-                ['FCALL', 'mpn_renew', 1, "${P}busy", 'action_pack', $now]
-            } 1 .. 250);
-            250 == grep { defined $_ && !ref($_) && /^\d+$/ } @rep;
-        };
-        _exit($ok ? 0 : 1);
-    }
-    push @pids, $pid;
-}
-my $failed = 0;
-for my $pid (@pids) {
-    waitpid($pid, 0);
-    $failed++ if $? != 0;
-}
+my $failed = grep { $_ != 0 } concurrently(4, sub {
+    my @rep = $_[0]->pipeline(map {
+        ['FCALL', 'mpn_renew', 1, "${P}busy", 'action_pack', $now]
+    } 1 .. 250);
+    return (250 == grep { defined $_ && !ref($_) && /^\d+$/ } @rep) ? 0 : 1;
+});
 is($failed, 0, '4 clients x 250 pipelined renewals all succeed');
 is(get('busy')->{rev}, $start_rev + 1000, 'rev is up by exactly 1,000');
 is(get('busy')->{subscriptions}{action_pack}{end}, '3026-06-15T09:00:00Z',

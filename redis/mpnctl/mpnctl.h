@@ -130,6 +130,10 @@ int mpnctl_parse_redis(mpnctl_t *ctl, const char *spec, int from_option);
 void mpnctl_addr_format(const mpnctl_addr_t *a, char *buf, size_t len);
 mpnctl_conn_t *mpnctl_connect(mpnctl_t *ctl);
 void mpnctl_disconnect(mpnctl_t *ctl);
+typedef int (*mpnctl_scan_page_pt)(mpnctl_t *ctl, redisReply *keys,
+    void *arg);
+int mpnctl_scan(mpnctl_t *ctl, mpnctl_conn_t *c, const char *what,
+    const char *pattern, mpnctl_scan_page_pt page, void *arg);
 
 /* mpnctl_conn.c: one blocking connection, plain or TLS */
 mpnctl_conn_t *mpnctl_conn_open(const mpnctl_addr_t *a,
@@ -158,5 +162,7 @@ int mpnctl_parse_time(const char *s, int64_t *out);
 int mpnctl_parse_duration(const char *s, int64_t *out);
 int mpnctl_read_file(const char *path, char **data, size_t *len);
 char *mpnctl_glob_prefix(const char *prefix, const char *more);
+struct json_t;
+void mpnctl_print_json(struct json_t *o);
 
 #endif /* MPNCTL_H */

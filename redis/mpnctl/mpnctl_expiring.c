@@ -25,6 +25,7 @@ typedef struct {
 
 
 typedef struct {
+    mpnctl_conn_t          *conn;
     mpnctl_expiring_row_t  *rows;
     size_t                  nrows;
     size_t                  cap;
@@ -32,6 +33,8 @@ typedef struct {
 } mpnctl_expiring_t;
 
 
+static int mpnctl_expiring_page(mpnctl_t *ctl, redisReply *keys,
+    void *arg);
 static void mpnctl_expiring_record(mpnctl_t *ctl, mpnctl_expiring_t *ex,
     const char *key, size_t key_len, const redisReply *value);
 static int mpnctl_expiring_cmp(const void *a, const void *b);
@@ -43,10 +46,8 @@ int
 mpnctl_expiring(mpnctl_t *ctl, int argc, char **argv)
 {
     int                 rc;
-    char               *pattern, cursor[32];
-    size_t              i, n, *lens;
-    const char         *sargv[6], **margv;
-    redisReply         *r, *keys, *values;
+    char               *pattern;
+    size_t              i;
     mpnctl_conn_t      *c;
     mpnctl_expiring_t   ex;
 
@@ -60,82 +61,10 @@ mpnctl_expiring(mpnctl_t *ctl, int argc, char **argv)
 
     pattern = mpnctl_glob_prefix(ctl->prefix, "");
     memset(&ex, 0, sizeof(mpnctl_expiring_t));
-    strcpy(cursor, "0");
-    rc = 0;
+    ex.conn = c;
 
-    do {
-        sargv[0] = "SCAN";
-        sargv[1] = cursor;
-        sargv[2] = "MATCH";
-        sargv[3] = pattern;
-        sargv[4] = "COUNT";
-        sargv[5] = "1000";
-
-        r = mpnctl_command(c, 6, sargv, NULL);
-        if (mpnctl_reply_error(ctl, r, "expiring: SCAN") != 0) {
-            freeReplyObject(r);
-            rc = 1;
-            break;
-        }
-
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2
-            || r->element[0]->type != REDIS_REPLY_STRING
-            || r->element[0]->len >= sizeof(cursor)
-            || r->element[1]->type != REDIS_REPLY_ARRAY)
-        {
-            mpnctl_error("expiring: SCAN: unexpected reply");
-            freeReplyObject(r);
-            rc = 1;
-            break;
-        }
-
-        memcpy(cursor, r->element[0]->str, r->element[0]->len);
-        cursor[r->element[0]->len] = '\0';
-        keys = r->element[1];
-        n = keys->elements;
-
-        if (n == 0) {
-            freeReplyObject(r);
-            continue;
-        }
-
-        margv = malloc((n + 1) * sizeof(char *));
-        lens = malloc((n + 1) * sizeof(size_t));
-        if (margv == NULL || lens == NULL) {
-            mpnctl_error("out of memory");
-            exit(1);
-        }
-
-        margv[0] = "MGET";
-        lens[0] = 4;
-        for (i = 0; i < n; i++) {
-            margv[i + 1] = keys->element[i]->str;
-            lens[i + 1] = keys->element[i]->len;
-        }
-
-        values = mpnctl_command(c, (int) n + 1, margv, lens);
-        free(margv);
-        free(lens);
-
-        if (mpnctl_reply_error(ctl, values, "expiring: MGET") != 0
-            || values->type != REDIS_REPLY_ARRAY || values->elements != n)
-        {
-            freeReplyObject(values);
-            freeReplyObject(r);
-            rc = 1;
-            break;
-        }
-
-        for (i = 0; i < n; i++) {
-            mpnctl_expiring_record(ctl, &ex, keys->element[i]->str,
-                                   keys->element[i]->len,
-                                   values->element[i]);
-        }
-
-        freeReplyObject(values);
-        freeReplyObject(r);
-
-    } while (strcmp(cursor, "0") != 0);
+    rc = mpnctl_scan(ctl, c, "expiring", pattern, mpnctl_expiring_page, &ex)
+         == 0 ? 0 : 1;
 
     free(pattern);
 
@@ -166,6 +95,52 @@ mpnctl_expiring(mpnctl_t *ctl, int argc, char **argv)
     free(ex.rows);
 
     return rc;
+}
+
+
+/* one SCAN page: MGET its records, keep the subscriptions in the window */
+static int
+mpnctl_expiring_page(mpnctl_t *ctl, redisReply *keys, void *arg)
+{
+    size_t              i, n, *lens;
+    const char        **margv;
+    redisReply         *values;
+    mpnctl_expiring_t  *ex = arg;
+
+    n = keys->elements;
+    margv = malloc((n + 1) * sizeof(char *));
+    lens = malloc((n + 1) * sizeof(size_t));
+    if (margv == NULL || lens == NULL) {
+        mpnctl_error("out of memory");
+        exit(1);
+    }
+
+    margv[0] = "MGET";
+    lens[0] = 4;
+    for (i = 0; i < n; i++) {
+        margv[i + 1] = keys->element[i]->str;
+        lens[i + 1] = keys->element[i]->len;
+    }
+
+    values = mpnctl_command(ex->conn, (int) n + 1, margv, lens);
+    free(margv);
+    free(lens);
+
+    if (mpnctl_reply_error(ctl, values, "expiring: MGET") != 0
+        || values->type != REDIS_REPLY_ARRAY || values->elements != n)
+    {
+        freeReplyObject(values);
+        return -1;
+    }
+
+    for (i = 0; i < n; i++) {
+        mpnctl_expiring_record(ctl, ex, keys->element[i]->str,
+                               keys->element[i]->len, values->element[i]);
+    }
+
+    freeReplyObject(values);
+
+    return 0;
 }
 
 
@@ -269,7 +244,7 @@ mpnctl_expiring_cmp(const void *a, const void *b)
 static void
 mpnctl_expiring_print(mpnctl_t *ctl, const mpnctl_expiring_row_t *row)
 {
-    char     end[MPN_TIME_LEN + 1], *s;
+    char     end[MPN_TIME_LEN + 1];
     json_t  *o;
     int64_t  days;
 
@@ -285,15 +260,5 @@ mpnctl_expiring_print(mpnctl_t *ctl, const mpnctl_expiring_row_t *row)
     o = json_pack("{s:s, s:s, s:s, s:I, s:b}", "partner_id", row->id,
                   "offer", row->offer, "end", end, "days_left",
                   (json_int_t) days, "auto_renew", row->auto_renew);
-    s = (o != NULL) ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER)
-                    : NULL;
-
-    if (s == NULL) {
-        mpnctl_error("out of memory");
-        exit(1);
-    }
-
-    printf("%s\n", s);
-    free(s);
-    json_decref(o);
+    mpnctl_print_json(o);
 }

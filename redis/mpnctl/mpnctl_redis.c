@@ -516,3 +516,61 @@ mpnctl_check_role(mpnctl_t *ctl, mpnctl_conn_t *c)
 
     return 0;
 }
+
+
+/*
+ * SCAN MATCH pattern, page by page (never KEYS: a large keyspace does not
+ * stall Redis); page() gets each non-empty page's keys (an array reply,
+ * freed afterwards) and returns 0 to go on.  SCAN may return a key twice.
+ */
+int
+mpnctl_scan(mpnctl_t *ctl, mpnctl_conn_t *c, const char *what,
+    const char *pattern, mpnctl_scan_page_pt page, void *arg)
+{
+    int          rc;
+    char         cursor[32], msg[64];
+    const char  *argv[6];
+    redisReply  *r;
+
+    strcpy(cursor, "0");
+    snprintf(msg, sizeof(msg), "%s: SCAN", what);
+
+    do {
+        argv[0] = "SCAN";
+        argv[1] = cursor;
+        argv[2] = "MATCH";
+        argv[3] = pattern;
+        argv[4] = "COUNT";
+        argv[5] = "1000";
+
+        r = mpnctl_command(c, 6, argv, NULL);
+        if (mpnctl_reply_error(ctl, r, msg) != 0) {
+            freeReplyObject(r);
+            return -1;
+        }
+
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2
+            || r->element[0]->type != REDIS_REPLY_STRING
+            || r->element[0]->len >= sizeof(cursor)
+            || r->element[1]->type != REDIS_REPLY_ARRAY)
+        {
+            mpnctl_error("%s: unexpected reply", msg);
+            freeReplyObject(r);
+            return -1;
+        }
+
+        memcpy(cursor, r->element[0]->str, r->element[0]->len);
+        cursor[r->element[0]->len] = '\0';
+
+        rc = (r->element[1]->elements > 0) ? page(ctl, r->element[1], arg)
+                                           : 0;
+        freeReplyObject(r);
+
+        if (rc != 0) {
+            return -1;
+        }
+
+    } while (strcmp(cursor, "0") != 0);
+
+    return 0;
+}

@@ -32,11 +32,14 @@ typedef struct {
     mpnctl_usage_row_t  *rows;
     size_t               n;
     size_t               cap;
+    size_t               skip;      /* length of <prefix><id>: */
 } mpnctl_usage_t;
 
 
 static int mpnctl_usage_scan(mpnctl_t *ctl, mpnctl_conn_t *c,
     const char *id, mpnctl_usage_t *u);
+static int mpnctl_usage_page(mpnctl_t *ctl, redisReply *keys, void *arg);
+static void mpnctl_usage_dedupe(mpnctl_usage_t *u);
 static int mpnctl_usage_read(mpnctl_t *ctl, mpnctl_conn_t *c,
     mpnctl_usage_t *u);
 static int mpnctl_usage_reset(mpnctl_t *ctl, mpnctl_conn_t *c,
@@ -76,7 +79,6 @@ mpnctl_usage_show(mpnctl_t *ctl, int argc, char **argv)
     } else if (rc == 0) {
         rc = mpnctl_usage_read(ctl, c, &u);
         if (rc == 0) {
-            qsort(u.rows, u.n, sizeof(mpnctl_usage_row_t), mpnctl_usage_cmp);
             for (i = 0; i < u.n; i++) {
                 if (u.rows[i].expires != -2) {      /* expired meanwhile */
                     mpnctl_usage_print(ctl, &u.rows[i]);
@@ -102,15 +104,9 @@ static int
 mpnctl_usage_scan(mpnctl_t *ctl, mpnctl_conn_t *c, const char *id,
     mpnctl_usage_t *u)
 {
-    int                  rc;
-    char                *pattern, *more, cursor[32], *colon, *end, *key;
-    size_t               i, skip;
-    long long            start;
-    redisReply          *r, *keys;
-    const char          *argv[6];
-    mpnctl_usage_row_t  *row;
+    int    rc;
+    char  *pattern, *more;
 
-    skip = strlen(ctl->usage_prefix) + strlen(id) + 1;
     more = malloc(strlen(id) + 2);
     if (more == NULL) {
         mpnctl_error("out of memory");
@@ -120,85 +116,89 @@ mpnctl_usage_scan(mpnctl_t *ctl, mpnctl_conn_t *c, const char *id,
     pattern = mpnctl_glob_prefix(ctl->usage_prefix, more);
     free(more);
 
-    strcpy(cursor, "0");
-    rc = 0;
+    u->skip = strlen(ctl->usage_prefix) + strlen(id) + 1;
+    rc = mpnctl_scan(ctl, c, "usage", pattern, mpnctl_usage_page, u);
+    free(pattern);
 
-    do {
-        argv[0] = "SCAN";
-        argv[1] = cursor;
-        argv[2] = "MATCH";
-        argv[3] = pattern;
-        argv[4] = "COUNT";
-        argv[5] = "1000";
+    if (rc == 0) {
+        /* by benefit and period; SCAN may return a key twice */
+        qsort(u->rows, u->n, sizeof(mpnctl_usage_row_t), mpnctl_usage_cmp);
+        mpnctl_usage_dedupe(u);
+    }
 
-        r = mpnctl_command(c, 6, argv, NULL);
-        if (mpnctl_reply_error(ctl, r, "usage: SCAN") != 0) {
-            freeReplyObject(r);
-            rc = -1;
-            break;
+    return rc;
+}
+
+
+static int
+mpnctl_usage_page(mpnctl_t *ctl, redisReply *keys, void *arg)
+{
+    char                *colon, *end, *key;
+    size_t               i, skip;
+    long long            start;
+    mpnctl_usage_t      *u = arg;
+    mpnctl_usage_row_t  *row;
+
+    (void) ctl;
+
+    skip = u->skip;
+
+    for (i = 0; i < keys->elements; i++) {
+        if (keys->element[i]->len <= skip) {
+            continue;
         }
 
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2
-            || r->element[0]->type != REDIS_REPLY_STRING
-            || r->element[0]->len >= sizeof(cursor)
-            || r->element[1]->type != REDIS_REPLY_ARRAY)
+        key = strndup(keys->element[i]->str, keys->element[i]->len);
+        if (key == NULL) {
+            mpnctl_error("out of memory");
+            exit(1);
+        }
+
+        /* <benefit>:<start>: the benefit may hold ':', the start not */
+        colon = strrchr(key + skip, ':');
+        start = (colon != NULL) ? strtoll(colon + 1, &end, 10) : -1;
+        if (colon == NULL || colon == key + skip || colon[1] == '\0'
+            || *end != '\0' || start < 0)
         {
-            mpnctl_error("usage: SCAN: unexpected reply");
-            freeReplyObject(r);
-            rc = -1;
-            break;
+            free(key);          /* not a usage key of this form */
+            continue;
         }
 
-        memcpy(cursor, r->element[0]->str, r->element[0]->len);
-        cursor[r->element[0]->len] = '\0';
-        keys = r->element[1];
-
-        for (i = 0; i < keys->elements; i++) {
-            if (keys->element[i]->len <= skip) {
-                continue;
-            }
-
-            key = strndup(keys->element[i]->str, keys->element[i]->len);
-            if (key == NULL) {
+        if (u->n == u->cap) {
+            u->cap = u->cap ? u->cap * 2 : 16;
+            u->rows = realloc(u->rows, u->cap * sizeof(mpnctl_usage_row_t));
+            if (u->rows == NULL) {
                 mpnctl_error("out of memory");
                 exit(1);
             }
-
-            /* <benefit>:<start>: the benefit may hold ':', the start not */
-            colon = strrchr(key + skip, ':');
-            start = (colon != NULL) ? strtoll(colon + 1, &end, 10) : -1;
-            if (colon == NULL || colon == key + skip || colon[1] == '\0'
-                || *end != '\0' || start < 0)
-            {
-                free(key);      /* not a usage key of this form */
-                continue;
-            }
-
-            if (u->n == u->cap) {
-                u->cap = u->cap ? u->cap * 2 : 16;
-                u->rows = realloc(u->rows,
-                                  u->cap * sizeof(mpnctl_usage_row_t));
-                if (u->rows == NULL) {
-                    mpnctl_error("out of memory");
-                    exit(1);
-                }
-            }
-
-            row = &u->rows[u->n++];
-            memset(row, 0, sizeof(mpnctl_usage_row_t));
-            row->key = key;
-            *colon = '\0';
-            row->benefit = key + skip;
-            row->start = start;
         }
 
-        freeReplyObject(r);
+        row = &u->rows[u->n++];
+        memset(row, 0, sizeof(mpnctl_usage_row_t));
+        row->key = key;
+        *colon = '\0';
+        row->benefit = key + skip;
+        row->start = start;
+    }
 
-    } while (strcmp(cursor, "0") != 0);
+    return 0;
+}
 
-    free(pattern);
 
-    return rc;
+static void
+mpnctl_usage_dedupe(mpnctl_usage_t *u)
+{
+    size_t  i, n;
+
+    for (i = 0, n = 0; i < u->n; i++) {
+        if (n > 0 && mpnctl_usage_cmp(&u->rows[n - 1], &u->rows[i]) == 0) {
+            free(u->rows[i].key);
+            continue;
+        }
+        u->rows[n++] = u->rows[i];
+    }
+
+    u->n = n;
 }
 
 
@@ -329,7 +329,7 @@ mpnctl_usage_reset(mpnctl_t *ctl, mpnctl_conn_t *c, const char *id,
 static void
 mpnctl_usage_print(mpnctl_t *ctl, const mpnctl_usage_row_t *row)
 {
-    char     start[MPN_TIME_LEN + 1], expires[MPN_TIME_LEN + 1], *s;
+    char     start[MPN_TIME_LEN + 1], expires[MPN_TIME_LEN + 1];
     json_t  *o;
 
     mpn_time_format(row->start, start);
@@ -348,16 +348,7 @@ mpnctl_usage_print(mpnctl_t *ctl, const mpnctl_usage_row_t *row)
     o = json_pack("{s:s, s:s, s:I, s:I, s:s}", "benefit", row->benefit,
                   "period_start", start, "used", (json_int_t) row->used,
                   "tokens", (json_int_t) row->tokens, "expires", expires);
-    s = (o != NULL) ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER)
-                    : NULL;
-    if (s == NULL) {
-        mpnctl_error("out of memory");
-        exit(1);
-    }
-
-    printf("%s\n", s);
-    free(s);
-    json_decref(o);
+    mpnctl_print_json(o);
 }
 
 

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "mpnctl.h"
 #include "mpn_time.h"
 
@@ -202,4 +204,23 @@ mpnctl_glob_prefix(const char *prefix, const char *more)
     *p = '\0';
 
     return pattern;
+}
+
+
+/* one JSON object as one line on stdout; takes o */
+void
+mpnctl_print_json(json_t *o)
+{
+    char  *s;
+
+    s = (o != NULL) ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER)
+                    : NULL;
+    if (s == NULL) {
+        mpnctl_error("out of memory");
+        exit(1);
+    }
+
+    printf("%s\n", s);
+    free(s);
+    json_decref(o);
 }
