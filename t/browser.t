@@ -73,6 +73,7 @@ sub slurp { open my $fh, '<', $_[0] or return ''; local $/; <$fh> }
 my %status;  # name => wait status of a stopped kid
 sub stop_all {
     # run.sh stops redis, nginx and the backend by PID on SIGINT (Ctrl-C)
+    local $?;       # waitpid sets it; in END it would be the exit status
     for my $name (qw(browser stack make)) {
         my $pid = delete $kids{$name} or next;
         kill $name eq 'stack' ? ('INT', $pid) : ('TERM', -$pid);
