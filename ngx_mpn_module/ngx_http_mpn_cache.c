@@ -81,7 +81,9 @@ struct ngx_http_mpn_cache_sh_s {
     ngx_atomic_t               counter;      /* pid counting invalidations */
     ngx_uint_t                 generation;   /* bumped when source changes */
     ngx_str_t                  source;       /* in the slab */
+    ngx_uint_t                 cycles;       /* configurations loaded */
     ngx_pid_t                  subscribers[NGX_MAX_PROCESSES];
+    ngx_uint_t                 sub_cycle[NGX_MAX_PROCESSES];
 };
 
 
@@ -342,6 +344,10 @@ ngx_http_mpn_cache_check_source(ngx_http_mpn_cache_t *cache)
     len = p - text;
 
     ngx_shmtx_lock(&shpool->mutex);
+
+    /* the workers of older configurations hand their subscriptions over
+     * to this one's */
+    cache->cycle = ++sh->cycles;
 
     if (sh->source.len == len
         && ngx_memcmp(sh->source.data, text, len) == 0)
@@ -643,6 +649,7 @@ ngx_http_mpn_cache_subscribed(ngx_http_mpn_cache_t *cache, ngx_uint_t on,
         }
 
         pids[ngx_process_slot] = ngx_pid;
+        cache->sh->sub_cycle[ngx_process_slot] = cache->cycle;
 
     } else if (pid == ngx_pid) {
         pids[ngx_process_slot] = 0;
@@ -682,6 +689,37 @@ ngx_http_mpn_cache_others(ngx_http_mpn_cache_t *cache)
     }
 
     return n;
+}
+
+
+ngx_int_t
+ngx_http_mpn_cache_successor(ngx_http_mpn_cache_t *cache)
+{
+    ngx_int_t    i, rc;
+    ngx_pid_t   *pids;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    if (cache->sh->cycles == cache->cycle) {
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    rc = NGX_AGAIN;
+    pids = cache->sh->subscribers;
+
+    for (i = 0; i < NGX_MAX_PROCESSES; i++) {
+        if (pids[i] != 0 && cache->sh->sub_cycle[i] > cache->cycle
+            && (kill(pids[i], 0) == 0 || ngx_errno == NGX_EPERM))
+        {
+            rc = NGX_OK;
+            break;
+        }
+    }
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    return rc;
 }
 
 

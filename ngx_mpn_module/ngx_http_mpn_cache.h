@@ -22,6 +22,7 @@ struct ngx_http_mpn_cache_s {
     ngx_shm_zone_t            *shm_zone;
     ngx_http_mpn_main_conf_t  *mcf;          /* the source of the records */
     ngx_uint_t                 generation;   /* of the zone's source */
+    ngx_uint_t                 cycle;        /* this configuration's number */
     ngx_msec_t                 ttl;
     ngx_msec_t                 negative_ttl;
     ngx_msec_t                 stale;
@@ -63,6 +64,13 @@ void ngx_http_mpn_cache_mark_gap(ngx_http_mpn_cache_t *cache);
  */
 ngx_uint_t ngx_http_mpn_cache_subscribed(ngx_http_mpn_cache_t *cache,
     ngx_uint_t on, ngx_uint_t *died);
+
+/*
+ * For a worker that exits: NGX_DECLINED when no newer configuration uses
+ * the zone (nginx stops), NGX_AGAIN while none of its workers subscribed
+ * yet (a reload), NGX_OK once one did.
+ */
+ngx_int_t ngx_http_mpn_cache_successor(ngx_http_mpn_cache_t *cache);
 
 /* 1 when this worker is the one that counts invalidation messages */
 ngx_uint_t ngx_http_mpn_cache_counts(ngx_http_mpn_cache_t *cache);

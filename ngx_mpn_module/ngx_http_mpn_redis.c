@@ -1050,6 +1050,16 @@ ngx_http_mpn_redis_read_handler(ngx_event_t *ev)
     redisReader *reader;
     u_char       buf[16384];
 
+    if (c->close) {
+        /* the worker is exiting (ngx_close_idle_connections) */
+        c->close = 0;
+
+        if (rc->on_exiting) {
+            rc->on_exiting(rc);
+            return;
+        }
+    }
+
     generation = rc->generation;
     reader = rc->reader;
 

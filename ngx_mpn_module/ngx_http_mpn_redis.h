@@ -46,6 +46,9 @@ struct ngx_http_mpn_redis_conn_s {
     ngx_http_mpn_redis_conn_pt locate;       /* calls ..._conn_connect() */
     ngx_http_mpn_redis_conn_pt on_ready;     /* setup done: serve */
     ngx_http_mpn_redis_conn_pt on_close;     /* a ready connection went */
+    /* the worker exits: ngx_close_idle_connections() found the connection
+     * marked idle by its user */
+    ngx_http_mpn_redis_conn_pt on_exiting;
     void                      *data;
     ngx_str_t                 *probe;        /* the dataset marker, or NULL */
     unsigned                   counted:1;    /* in mpn_redis_* metrics */

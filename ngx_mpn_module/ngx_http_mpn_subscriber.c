@@ -11,7 +11,10 @@
  * One worker losing its subscription while another stays subscribed is no
  * gap.  A worker's first subscription marks no gap, so a reload keeps its
  * hits, unless it replaces a worker that died subscribed with nobody else
- * listening.  SUBSCRIBE is sent once AUTH and SELECT succeeded.
+ * listening: at a reload, an old worker keeps listening until a worker of
+ * the new configuration has subscribed (at most 2 s), so there is no
+ * moment with nobody listening.  SUBSCRIBE is sent once AUTH and SELECT
+ * succeeded.
  */
 
 #include <hiredis/hiredis.h>
@@ -21,18 +24,30 @@
 #include "ngx_http_mpn_status.h"
 
 
+/* how long an exiting worker listens on for a worker of the new
+ * configuration to subscribe, and how often it looks */
+#define NGX_HTTP_MPN_HANDOVER_MAX   2000
+#define NGX_HTTP_MPN_HANDOVER_POLL  10
+
+
 typedef struct {
     ngx_http_mpn_redis_conn_t  conn;
     ngx_http_mpn_cache_t      *cache;
     ngx_str_t                  channel;
+    ngx_event_t                handover;     /* holds the exit meanwhile */
+    ngx_msec_t                 exiting_since;
     unsigned                   started:1;
     unsigned                   subscribed:1;
     unsigned                   was_subscribed:1;
+    unsigned                   exiting:1;
 } ngx_http_mpn_subscriber_t;
 
 
 static void ngx_http_mpn_subscriber_on_ready(ngx_http_mpn_redis_conn_t *rc);
 static void ngx_http_mpn_subscriber_on_close(ngx_http_mpn_redis_conn_t *rc);
+static void ngx_http_mpn_subscriber_on_exiting(
+    ngx_http_mpn_redis_conn_t *rc);
+static void ngx_http_mpn_subscriber_handover(ngx_event_t *ev);
 static void ngx_http_mpn_subscriber_reply(void *data, void *reply);
 static void ngx_http_mpn_subscriber_subscribed(ngx_http_mpn_subscriber_t *s);
 static void ngx_http_mpn_subscriber_message(ngx_http_mpn_subscriber_t *s,
@@ -65,7 +80,13 @@ ngx_http_mpn_subscriber_init_process(ngx_cycle_t *cycle,
     s->conn.locate = ngx_http_mpn_redis_locate;
     s->conn.on_ready = ngx_http_mpn_subscriber_on_ready;
     s->conn.on_close = ngx_http_mpn_subscriber_on_close;
+    s->conn.on_exiting = ngx_http_mpn_subscriber_on_exiting;
     s->conn.data = s;
+
+    /* not cancelable: the worker does not exit while it is set */
+    s->handover.handler = ngx_http_mpn_subscriber_handover;
+    s->handover.data = s;
+    s->handover.log = cycle->log;
 
     ngx_http_mpn_redis_conn_start(&s->conn, cycle);
 }
@@ -78,6 +99,10 @@ ngx_http_mpn_subscriber_exit_process(void)
 
     if (!s->started) {
         return;
+    }
+
+    if (s->handover.timer_set) {
+        ngx_del_timer(&s->handover);
     }
 
     /* a clean exit: no gap, the other workers keep listening */
@@ -110,6 +135,69 @@ ngx_http_mpn_subscriber_on_ready(ngx_http_mpn_redis_conn_t *rc)
     {
         ngx_http_mpn_redis_conn_drop(rc, "cannot send SUBSCRIBE");
     }
+}
+
+
+/*
+ * The worker is exiting.  When a reload started it, the workers of the new
+ * configuration are subscribing now: listen on until one of them has, so
+ * that no invalidation goes by while nobody listens.
+ */
+
+static void
+ngx_http_mpn_subscriber_on_exiting(ngx_http_mpn_redis_conn_t *rc)
+{
+    ngx_http_mpn_subscriber_t  *s = rc->data;
+
+    if (s->exiting) {
+        /* told again (worker_shutdown_timeout): stop now */
+        ngx_http_mpn_subscriber_exit_process();
+        return;
+    }
+
+    s->exiting = 1;
+    s->exiting_since = ngx_current_msec;
+
+    ngx_http_mpn_subscriber_handover(&s->handover);
+}
+
+
+static void
+ngx_http_mpn_subscriber_handover(ngx_event_t *ev)
+{
+    ngx_http_mpn_subscriber_t  *s = ev->data;
+
+    ngx_int_t   rc;
+    ngx_uint_t  others, listening;
+
+    rc = ngx_http_mpn_cache_successor(s->cache);
+    listening = s->subscribed;
+
+    if (rc == NGX_AGAIN && listening
+        && ngx_current_msec - s->exiting_since < NGX_HTTP_MPN_HANDOVER_MAX)
+    {
+        ngx_add_timer(&s->handover, NGX_HTTP_MPN_HANDOVER_POLL);
+        return;
+    }
+
+    ngx_http_mpn_subscriber_exit_process();
+
+    if (rc != NGX_AGAIN || !listening) {
+        return;
+    }
+
+    others = ngx_http_mpn_cache_subscribed(s->cache, 0, NULL);
+
+    if (others == 0) {
+        ngx_http_mpn_cache_mark_gap(s->cache);
+    }
+
+    ngx_log_error(NGX_LOG_WARN, s->conn.log, 0,
+                  "mpn: redis %V: subscriber: no worker of the new "
+                  "configuration subscribed to \"%V\" within %M ms%s",
+                  &s->conn.conf->addr_text, &s->channel,
+                  (ngx_msec_t) NGX_HTTP_MPN_HANDOVER_MAX,
+                  others ? "" : ", cached entries count as expired");
 }
 
 
@@ -202,6 +290,11 @@ ngx_http_mpn_subscriber_subscribed(ngx_http_mpn_subscriber_t *s)
 
     s->subscribed = 1;
     s->was_subscribed = 1;
+
+    /* be told when the worker exits (ngx_close_idle_connections) */
+    if (s->conn.peer.connection != NULL) {
+        s->conn.peer.connection->idle = 1;
+    }
 
     others = ngx_http_mpn_cache_subscribed(s->cache, 1, &died);
 

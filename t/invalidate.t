@@ -241,7 +241,11 @@ subtest 'mpn_invalidations_total: once per message, whichever worker listens' =>
             "round $round: SUBSCRIBE refused from now on");
         is($t->redis('CLIENT', 'KILL', 'ID', $victim), 1,
             "round $round: one worker's subscription killed");
-        ok(poll(sub { subscribers($t) == 1 }, 5), "round $round: one worker listens");
+        # the worker has noticed the loss (and given up counting) only once
+        # it logged it: Redis drops the subscriber a moment before
+        ok(poll(sub { subscribers($t) == 1
+                      && (() = $t->error_log =~ /lost channel "mpn:invalidate"/g) == $round }, 5),
+            "round $round: one worker listens, the other knows it does not");
         for (1 .. 3) {
             is($t->redis('PUBLISH', 'mpn:invalidate', "p$round$_"), 1, "round $round: published");
         }
@@ -258,6 +262,32 @@ subtest 'mpn_invalidations_total: once per message, whichever worker listens' =>
     ok(poll(sub { status_json($t)->{invalidations} == $want }, 3), 'counted once');
     sleep 0.3;
     is(status_json($t)->{invalidations}, $want, 'and only once');
+
+    $t->stop_nginx;
+    $t->check_error_log;
+};
+
+subtest 'a reload hands the subscription over: no moment without a listener' => sub {
+    my $t = start(1, cache => 'zone=c:1m ttl=60s');
+
+    is(cache_of($t, 'active'), 'MISS', 'warmed');
+    is(cache_of($t, 'active'), 'HIT', 'cached');
+    my ($old) = worker_pids($t, 1);
+
+    # the new worker cannot subscribe for now: the old one must listen on
+    is($t->redis('ACL', 'SETUSER', 'default', '-subscribe'), 'OK', 'SUBSCRIBE refused');
+    kill 'HUP', $t->{pids}{nginx};
+    ok(poll(sub { (header($t->http_get('/gated/x'), 'X-Pid') // $old) != $old }, 5),
+        'reloaded: the new worker answers');
+    $t->redis('SET', 'mpn:partner:active', $LAPSED);
+    is($t->redis('PUBLISH', 'mpn:invalidate', 'active'), 1,
+        'the old worker still listens after the reload');
+    ok(poll(sub { (get_id($t, 'active'))[1] eq 'renew/lapsed' }, 1),
+        'and dropped the entry for the new one');
+
+    is($t->redis('ACL', 'SETUSER', 'default', '+subscribe'), 'OK', 'SUBSCRIBE allowed again');
+    ok(poll(sub { subscribers($t) == 1 && !kill(0, $old) }, 5),
+        'the new worker subscribed and the old one is gone');
 
     $t->stop_nginx;
     $t->check_error_log;
