@@ -20,7 +20,7 @@
 
 struct ngx_http_mpn_fetch_s {
     ngx_str_node_t             sn;           /* crc32 and id (id_data) */
-    ngx_http_mpn_redis_cmd_t  *lookup;
+    void                      *lookup;       /* the Redis layer's handle */
     ngx_queue_t                waiters;      /* of ngx_http_mpn_ctx_t */
     ngx_log_t                 *log;
     ngx_http_mpn_cache_t      *cache;        /* NULL: no mpn_cache */
@@ -399,15 +399,16 @@ ngx_http_mpn_fetch_stale(ngx_http_mpn_ctx_t *ctx, ngx_http_mpn_cache_t *cache)
 static void
 ngx_http_mpn_fetch_timeout(ngx_event_t *ev)
 {
-    ngx_http_mpn_ctx_t        *ctx = ev->data;
-    ngx_http_mpn_redis_cmd_t  *lk;
+    ngx_http_mpn_ctx_t  *ctx = ev->data;
+
+    void  *lk;
 
     lk = ctx->fetch->lookup;
 
     ngx_http_mpn_fetch_done(ctx, NGX_HTTP_MPN_UNAVAILABLE, NULL);
 
     /* may end the fetch (and free it) by dropping a stalled connection */
-    ngx_http_mpn_redis_timed_out(lk);
+    ngx_http_mpn_redis_lookup_timed_out(lk);
 }
 
 

@@ -54,6 +54,15 @@ typedef struct {
 } ngx_http_mpn_conf_pos_t;
 
 
+/* an address of mpn_redis: the server, or a Cluster seed */
+typedef struct {
+    ngx_str_t                  text;         /* as written */
+    ngx_str_t                  host;
+    in_port_t                  port;
+    ngx_addr_t                 addr;         /* resolved at conf time */
+} ngx_http_mpn_redis_seed_t;
+
+
 typedef struct {
     ngx_str_t                  addr_text;    /* as written, for logs */
     ngx_addr_t                 addr;         /* resolved at conf time */
@@ -77,6 +86,9 @@ typedef struct {
     ngx_str_t                  tls_key;
     ngx_str_t                  tls_name;     /* NUL-terminated */
     ngx_flag_t                 tls_verify;
+    ngx_array_t               *seeds;        /* of ngx_http_mpn_redis_seed_t */
+    unsigned                   cluster:1;
+    unsigned                   read_replica:1;
     unsigned                   tls:1;
     unsigned                   is_unix:1;
     unsigned                   numeric:1;    /* a literal address */
@@ -182,8 +194,10 @@ void ngx_http_mpn_redis_init_process(ngx_cycle_t *cycle,
 void ngx_http_mpn_redis_exit_process(void);
 /* connected, set up and the dataset marker seen: lookups can be served */
 ngx_uint_t ngx_http_mpn_redis_ready(void);
-ngx_http_mpn_redis_cmd_t *ngx_http_mpn_redis_get(ngx_str_t *key,
-    ngx_http_mpn_reply_pt handler, void *data);
+/* a handle for ngx_http_mpn_redis_lookup_timed_out(), or NULL */
+void *ngx_http_mpn_redis_get(ngx_str_t *key, ngx_http_mpn_reply_pt handler,
+    void *data);
+void ngx_http_mpn_redis_lookup_timed_out(void *lookup);
 void ngx_http_mpn_redis_timed_out(ngx_http_mpn_redis_cmd_t *cmd);
 
 /* ngx_http_mpn_subscriber.c: invalidations, with mpn_cache */

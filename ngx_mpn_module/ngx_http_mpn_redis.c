@@ -23,6 +23,7 @@
 #include <hiredis/hiredis.h>
 
 #include "ngx_http_mpn_redis.h"
+#include "ngx_http_mpn_cluster.h"
 #include "ngx_http_mpn_status.h"
 
 
@@ -1452,6 +1453,13 @@ ngx_http_mpn_redis_init_process(ngx_cycle_t *cycle,
 
     ngx_memzero(rc, sizeof(ngx_http_mpn_redis_conn_t));
 
+    if (mcf->redis->cluster) {
+        /* a connection per node, opened on demand */
+        rc->conf = mcf->redis;
+        ngx_http_mpn_cluster_init_process(cycle, mcf->redis);
+        return;
+    }
+
     rc->conf = mcf->redis;
     rc->role = "";
     rc->locate = ngx_http_mpn_redis_locate;
@@ -1465,6 +1473,13 @@ ngx_http_mpn_redis_init_process(ngx_cycle_t *cycle,
 void
 ngx_http_mpn_redis_exit_process(void)
 {
+    if (ngx_http_mpn_redis_lookups.conf != NULL
+        && ngx_http_mpn_redis_lookups.conf->cluster)
+    {
+        ngx_http_mpn_cluster_exit_process();
+        return;
+    }
+
     ngx_http_mpn_redis_conn_close(&ngx_http_mpn_redis_lookups);
 }
 
@@ -1472,17 +1487,32 @@ ngx_http_mpn_redis_exit_process(void)
 ngx_uint_t
 ngx_http_mpn_redis_ready(void)
 {
+    if (ngx_http_mpn_redis_lookups.conf->cluster) {
+        return ngx_http_mpn_cluster_ready();
+    }
+
     return ngx_http_mpn_redis_conn_ready(&ngx_http_mpn_redis_lookups);
 }
 
 
-ngx_http_mpn_redis_cmd_t *
+void *
 ngx_http_mpn_redis_get(ngx_str_t *key, ngx_http_mpn_reply_pt handler,
     void *data)
 {
+    void                      *lookup;
     size_t                     argvlen[2];
     const char                *argv[2];
     ngx_http_mpn_redis_cmd_t  *cmd;
+
+    if (ngx_http_mpn_redis_lookups.conf->cluster) {
+        lookup = ngx_http_mpn_cluster_get(key, handler, data);
+
+        if (lookup == NULL) {
+            ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);
+        }
+
+        return lookup;
+    }
 
     argv[0] = "GET";
     argvlen[0] = 3;
@@ -1502,6 +1532,20 @@ ngx_http_mpn_redis_get(ngx_str_t *key, ngx_http_mpn_reply_pt handler,
     }
 
     return cmd;
+}
+
+
+/* a request gave up waiting for a lookup (the handle of ..._get()) */
+
+void
+ngx_http_mpn_redis_lookup_timed_out(void *lookup)
+{
+    if (ngx_http_mpn_redis_lookups.conf->cluster) {
+        ngx_http_mpn_cluster_timed_out(lookup);
+        return;
+    }
+
+    ngx_http_mpn_redis_timed_out(lookup);
 }
 
 

@@ -109,6 +109,12 @@ static ngx_http_mpn_metric_t  ngx_http_mpn_counters[] = {
     { "retries", "mpn_redis_retries_total",
       "GETs sent once more on a new connection after the one they were "
       "sent on was lost." },
+    { "failovers", "mpn_redis_failovers_total",
+      "Primaries replaced by a replica, as the Cluster slot map showed." },
+    { "moved", "mpn_redis_redirects_total",
+      "Cluster redirects followed, by kind (MOVED, ASK)." },
+    { "ask", "mpn_redis_redirects_total",
+      "Cluster redirects followed, by kind (MOVED, ASK)." },
     { "invalidations", "mpn_invalidations_total",
       "Invalidation messages received on the channel." },
     { "hits", "mpn_token_cache_hits_total",
@@ -509,7 +515,7 @@ ngx_http_mpn_status_json(u_char *p, ngx_http_mpn_stats_t *st,
     p = ngx_sprintf(p, "},\"redis\":{");
 
     for (i = NGX_HTTP_MPN_STAT_REDIS_REQUESTS;
-         i <= NGX_HTTP_MPN_STAT_REDIS_RETRIES;
+         i <= NGX_HTTP_MPN_STAT_REDIS_FAILOVERS;
          i++)
     {
         p = ngx_sprintf(p, "\"%s\":%uA,", ngx_http_mpn_counters[i].json,
@@ -519,6 +525,10 @@ ngx_http_mpn_status_json(u_char *p, ngx_http_mpn_stats_t *st,
     /* this worker's lookup connection; every worker checks the marker
      * each second, so they agree within about a second */
     p = ngx_sprintf(p, "\"ready\":%ui,", ngx_http_mpn_redis_ready());
+
+    p = ngx_sprintf(p, "\"redirects\":{\"moved\":%uA,\"ask\":%uA},",
+                    st->counters[NGX_HTTP_MPN_STAT_REDIS_MOVED],
+                    st->counters[NGX_HTTP_MPN_STAT_REDIS_ASK]);
 
     p = ngx_sprintf(p, "\"latency_seconds\":{\"buckets\":{");
 
@@ -584,6 +594,23 @@ ngx_http_mpn_status_prometheus(u_char *p, ngx_http_mpn_stats_t *st,
 
     for (i = 0; i < NGX_HTTP_MPN_STAT_N; i++) {
         m = &ngx_http_mpn_counters[i];
+
+        if (i == NGX_HTTP_MPN_STAT_REDIS_ASK) {
+            continue;
+        }
+
+        if (i == NGX_HTTP_MPN_STAT_REDIS_MOVED) {
+            /* one family, one series per kind */
+            p = ngx_sprintf(p, "# HELP %s %s\n# TYPE %s counter\n"
+                            "%s{kind=\"moved\"} %uA\n"
+                            "%s{kind=\"ask\"} %uA\n",
+                            m->name, m->help, m->name,
+                            m->name, st->counters[i],
+                            m->name,
+                            st->counters[NGX_HTTP_MPN_STAT_REDIS_ASK]);
+            continue;
+        }
+
         p = ngx_sprintf(p, "# HELP %s %s\n# TYPE %s counter\n%s %uA\n",
                         m->name, m->help, m->name, m->name,
                         st->counters[i]);

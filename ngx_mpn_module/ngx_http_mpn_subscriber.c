@@ -20,6 +20,7 @@
 #include <hiredis/hiredis.h>
 
 #include "ngx_http_mpn_redis.h"
+#include "ngx_http_mpn_cluster.h"
 #include "ngx_http_mpn_cache.h"
 #include "ngx_http_mpn_status.h"
 
@@ -77,7 +78,9 @@ ngx_http_mpn_subscriber_init_process(ngx_cycle_t *cycle,
 
     s->conn.conf = mcf->redis;
     s->conn.role = "subscriber: ";
-    s->conn.locate = ngx_http_mpn_redis_locate;
+    /* in a cluster a PUBLISH reaches every node: listen on any one */
+    s->conn.locate = mcf->redis->cluster ? ngx_http_mpn_cluster_locate_any
+                                         : ngx_http_mpn_redis_locate;
     s->conn.on_ready = ngx_http_mpn_subscriber_on_ready;
     s->conn.on_close = ngx_http_mpn_subscriber_on_close;
     s->conn.on_exiting = ngx_http_mpn_subscriber_on_exiting;

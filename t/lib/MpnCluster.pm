@@ -23,6 +23,7 @@ use warnings;
 
 use File::Temp qw(tempdir);
 use POSIX qw(:sys_wait_h);
+use Scalar::Util ();
 use Time::HiRes qw(sleep time);
 use MpnRedis;
 
@@ -406,6 +407,7 @@ sub stop {
     my ($self) = @_;
     return if $self->{owner} != $$;
     for my $n (@{ $self->{nodes} }) {
+        next unless Scalar::Util::blessed($n);  # global destruction
         kill('CONT', $n->{pid}) if $n->{pid};
         $n->stop;
     }

@@ -1,0 +1,25 @@
+/*
+ * Redis Cluster mode of mpn_redis (ngx_http_mpn_cluster.c): the lookups of
+ * a worker routed by the slot map, and the subscriber's node.
+ */
+
+#ifndef NGX_HTTP_MPN_CLUSTER_H
+#define NGX_HTTP_MPN_CLUSTER_H
+
+#include "ngx_http_mpn_redis.h"
+
+
+void ngx_http_mpn_cluster_init_process(ngx_cycle_t *cycle,
+    ngx_http_mpn_redis_conf_t *conf);
+void ngx_http_mpn_cluster_exit_process(void);
+ngx_uint_t ngx_http_mpn_cluster_ready(void);
+
+/* a lookup handle for ngx_http_mpn_cluster_timed_out(), or NULL */
+void *ngx_http_mpn_cluster_get(ngx_str_t *key, ngx_http_mpn_reply_pt handler,
+    void *data);
+void ngx_http_mpn_cluster_timed_out(void *lookup);
+
+/* the subscriber's locate callback: one node, the next after a failure */
+void ngx_http_mpn_cluster_locate_any(ngx_http_mpn_redis_conn_t *rc);
+
+#endif /* NGX_HTTP_MPN_CLUSTER_H */
