@@ -76,6 +76,7 @@ typedef struct {
     ngx_log_t                      *log;
     ngx_cycle_t                    *cycle;
     mpn_cluster_map_t              *map;         /* NULL: none yet */
+    ngx_http_mpn_cluster_node_t   **map_nodes;   /* by the map's index */
     ngx_queue_t                     nodes;
     ngx_uint_t                      nnodes;
     ngx_queue_t                     parked;      /* lookups awaiting a map */
@@ -246,6 +247,11 @@ ngx_http_mpn_cluster_exit_process(void)
 
     free(cl->map);
     cl->map = NULL;
+
+    if (cl->map_nodes != NULL) {
+        ngx_free(cl->map_nodes);
+        cl->map_nodes = NULL;
+    }
 }
 
 
@@ -644,35 +650,19 @@ static ngx_http_mpn_cluster_node_t *
 ngx_http_mpn_cluster_pick(ngx_uint_t primary)
 {
     size_t                        i;
-    ngx_http_mpn_cluster_node_t  *node, *best, *p;
-    mpn_cluster_node_t           *mn;
-    ngx_str_t                     host;
+    ngx_http_mpn_cluster_node_t  *node, *best;
     ngx_http_mpn_cluster_t       *cl = &ngx_http_mpn_cluster;
 
-    mn = &cl->map->nodes[primary];
-    host.data = (u_char *) mn->host;
-    host.len = mn->host_len;
-
-    p = ngx_http_mpn_cluster_node(&host, (in_port_t) mn->port, NULL, NULL);
-
     if (!cl->conf->read_replica) {
-        return p;
+        return cl->map_nodes[primary];
     }
 
     best = NULL;
 
     for (i = cl->map->nprimaries; i < cl->map->nnodes; i++) {
-        if (cl->map->nodes[i].primary != primary) {
-            continue;
-        }
+        node = cl->map_nodes[i];
 
-        host.data = (u_char *) cl->map->nodes[i].host;
-        host.len = cl->map->nodes[i].host_len;
-
-        node = ngx_http_mpn_cluster_node(&host,
-                                         (in_port_t) cl->map->nodes[i].port,
-                                         NULL, NULL);
-        if (node == NULL) {
+        if (cl->map->nodes[i].primary != primary || node == NULL) {
             continue;
         }
 
@@ -688,7 +678,7 @@ ngx_http_mpn_cluster_pick(ngx_uint_t primary)
         }
     }
 
-    return best != NULL ? best : p;
+    return best != NULL ? best : cl->map_nodes[primary];
 }
 
 
@@ -1132,7 +1122,7 @@ ngx_http_mpn_cluster_use_map(mpn_cluster_map_t *map)
     ngx_uint_t                      failovers;
     ngx_queue_t                    *q, parked;
     mpn_cluster_map_t              *old;
-    ngx_http_mpn_cluster_node_t    *node;
+    ngx_http_mpn_cluster_node_t    *node, **nodes;
     ngx_http_mpn_cluster_lookup_t  *lk;
     ngx_http_mpn_cluster_t         *cl = &ngx_http_mpn_cluster;
 
@@ -1179,6 +1169,13 @@ ngx_http_mpn_cluster_use_map(mpn_cluster_map_t *map)
         node->replica = 0;
     }
 
+    nodes = ngx_alloc(map->nnodes * sizeof(ngx_http_mpn_cluster_node_t *),
+                      cl->log);
+    if (nodes == NULL) {
+        free(map);
+        return;
+    }
+
     for (i = 0; i < map->nnodes; i++) {
         host.data = (u_char *) map->nodes[i].host;
         host.len = map->nodes[i].host_len;
@@ -1186,6 +1183,8 @@ ngx_http_mpn_cluster_use_map(mpn_cluster_map_t *map)
         node = ngx_http_mpn_cluster_node(&host,
                                          (in_port_t) map->nodes[i].port,
                                          NULL, NULL);
+        nodes[i] = node;
+
         if (node != NULL) {
             node->in_map = 1;
             node->replica = (i >= map->nprimaries);
@@ -1194,6 +1193,12 @@ ngx_http_mpn_cluster_use_map(mpn_cluster_map_t *map)
 
     cl->map = map;
     free(old);
+
+    if (cl->map_nodes != NULL) {
+        ngx_free(cl->map_nodes);
+    }
+
+    cl->map_nodes = nodes;
 
     /* a node gone from the map has nothing to serve */
 
