@@ -163,6 +163,65 @@ decisions_right($t, 'from one seed');
 is(metric($t, 'mpn_redis_errors_total'), $errors, 'no Redis error');
 
 
+# --- an ACL user with only what the module needs, on every node --------
+
+{
+    my $acl = 'on >gate-pw resetkeys ~mpn:partner:* ~mpn:meta resetchannels '
+        . '&mpn:invalidate -@all +auth +ping +get +exists +subscribe +role '
+        . '+cluster|slots +asking +readonly';
+    for my $n ($c->live) {
+        my $r = $c->cmd_on($n, 'ACL', 'SETUSER', 'mpn-gate', split / /, $acl);
+        die "ACL SETUSER: $r->{msg}" if ref $r;
+        $r = $c->cmd_on($n, 'ACL', 'SETUSER', 'blind', 'on', '>blind-pw',
+                        'resetkeys', '~other:*', '+@all');
+        die "ACL SETUSER: $r->{msg}" if ref $r;
+    }
+    my $ta = MpnTest->new;
+    setup_html($ta);
+    my $pw = $ta->write_file('redis.pw', "gate-pw\n");
+    $ta->write_nginx_conf(cache_conf(
+        addr => $primaries[1]->addr . ' cluster read=replica',
+        cache => 'zone=c:1m',
+        redis => "user=mpn-gate password_file=$pw"), workers => 2);
+    $ta->start_nginx;
+    ok(ready($ta), 'ACL user: ready');
+    decisions_right($ta, 'as the ACL user of docs/cluster.md, read=replica');
+    unlike($ta->error_log, qr/NOPERM/, 'ACL user: nothing refused');
+
+    # a user who may not read the keys: unready, said so, never a stranger
+    $pw = $ta->write_file('redis.pw', "blind-pw\n");
+    $ta->write_nginx_conf(cache_conf(
+        addr => $primaries[1]->addr . ' cluster',
+        redis => "user=blind password_file=$pw"), workers => 1);
+    $ta->reload_nginx;
+    ok(poll(sub { $ta->error_log =~ /dataset marker "mpn:meta" is unreadable/ },
+            5), 'a user who may not read the marker: a clear log line');
+    my ($code, $mpn) = get_id($ta, $active[0]);
+    is("$code $mpn", '503 error/redis_unavailable',
+       'a user who may not read the keys: 503, not a refusal');
+    unlike($ta->error_log, qr/gate-pw|blind-pw/, 'no password in the log');
+    $ta->stop_nginx;
+    $ta->check_error_log;
+}
+
+
+# --- the dataset marker, read on its slot's node --------------------------
+
+{
+    my $marker = $c->cmd('GET', 'mpn:meta');
+    $c->cmd('DEL', 'mpn:meta');
+    ok(poll(sub { (get_id($t, $active[0]))[1] eq 'error/redis_unavailable' },
+            5), 'marker gone: lookups fail');
+    like($t->error_log, qr/dataset marker "mpn:meta" is missing/,
+         'marker gone: the log says so');
+    my ($code, $mpn) = get_id($t, 'nobody');
+    is("$code $mpn", '503 error/redis_unavailable',
+       'marker gone: a stranger is not sent to the sales page');
+    $c->cmd('SET', 'mpn:meta', $marker);
+    ok(ready($t), 'marker back: served again');
+}
+
+
 # --- load: a child asks for the active partners until told to stop -----
 
 sub start_load {
