@@ -26,6 +26,7 @@ use MpnRedis;
 use MpnRecords;
 use MpnCache;
 use MpnCluster;
+use MpnTls;
 
 plan(skip_all => 'redis-server not installed')
     unless MpnRedis::redis_server_path();
@@ -202,6 +203,35 @@ is(metric($t, 'mpn_redis_errors_total'), $errors, 'no Redis error');
     unlike($ta->error_log, qr/gate-pw|blind-pw/, 'no password in the log');
     $ta->stop_nginx;
     $ta->check_error_log;
+}
+
+
+# --- TLS: every node over TLS, the map's TLS ports ------------------------
+
+{
+    my $tt = MpnTest->new;
+    my $pki = MpnTls->new($tt->dir);
+    my $ct = MpnCluster->start(tls => $pki);
+    $ct->write_records(\%records);
+    setup_html($tt);
+    my $tls_seed = '127.0.0.1:' . ($ct->primaries)[2]->tls_port;
+    $tt->write_nginx_conf(cache_conf(addr => "$tls_seed cluster",
+        cache => 'zone=c:1m',
+        redis => 'tls tls_ca=' . $pki->ca . ' connect_timeout=2s timeout=1s'),
+        workers => 2);
+    $tt->start_nginx;
+    ok(ready($tt), 'TLS: ready from a TLS seed');
+    decisions_right($tt, 'every node over TLS');
+    my $plain = 0;
+    for my $n ($ct->live) {
+        my $r = $ct->cmd_on($n, 'CLIENT', 'LIST');
+        # the module's connections are on the TLS port: none on the plain
+        $plain += () = $r =~ /laddr=127\.0\.0\.1:${\ $n->port } .*cmd=(?:get|exists|cluster|subscribe)/g;
+    }
+    is($plain, 0, 'TLS: no lookup on a plain port');
+    $tt->stop_nginx;
+    $tt->check_error_log;
+    $ct->stop;
 }
 
 

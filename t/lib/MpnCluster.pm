@@ -32,7 +32,9 @@ use constant SLOTS => 16384;
 
 # Options: primaries (3), replicas (1 per primary), node_timeout (ms,
 # cluster-node-timeout: how long a killed primary goes unnoticed), conf
-# (extra redis.conf lines for every node).
+# (extra redis.conf lines for every node), tls (an MpnTls: every node also
+# listens with TLS, the nodes speak TLS among themselves, and CLUSTER SLOTS
+# asked over TLS names the TLS ports; this harness keeps the plain ones).
 sub start {
     my ($class, %opt) = @_;
 
@@ -42,8 +44,15 @@ sub start {
 
     for (1 .. $np * (1 + $nr)) {
         my $dir = tempdir('mpn-cluster-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+        my $tls = $opt{tls};
         push @{ $self->{nodes} }, MpnRedis->start(dir => $dir, marker => 0,
+            ($tls ? (tls => $tls->redis_conf(auth_clients => 'optional'))
+                  : ()),
             conf => [
+                # the bus and replication over TLS, with a client certificate
+                ($tls ? ('tls-cluster yes', 'tls-replication yes',
+                         'tls-client-cert-file ' . $tls->client_cert,
+                         'tls-client-key-file ' . $tls->client_key) : ()),
                 'cluster-enabled yes',
                 'cluster-config-file nodes.conf',
                 'cluster-port ' . MpnRedis::free_port(),
@@ -55,8 +64,11 @@ sub start {
             ]);
     }
 
-    my $res = MpnRedis::run(['redis-cli', '--cluster', 'create',
-        (map { $_->addr } @{ $self->{nodes} }),
+    my $res = MpnRedis::run(['redis-cli',
+        ($opt{tls} ? ('--tls', '--cacert', $opt{tls}->ca) : ()),
+        '--cluster', 'create',
+        (map { '127.0.0.1:' . ($opt{tls} ? $_->tls_port : $_->port) }
+             @{ $self->{nodes} }),
         '--cluster-replicas', $nr, '--cluster-yes']);
     die "redis-cli --cluster create: $res->{out}$res->{err}"
         if $res->{rc} != 0;
