@@ -1487,7 +1487,10 @@ ngx_http_mpn_redis_exit_process(void)
 ngx_uint_t
 ngx_http_mpn_redis_ready(void)
 {
-    if (ngx_http_mpn_redis_lookups.conf->cluster) {
+    /* mpn_status may ask without mpn_redis: no conf then */
+    if (ngx_http_mpn_redis_lookups.conf != NULL
+        && ngx_http_mpn_redis_lookups.conf->cluster)
+    {
         return ngx_http_mpn_cluster_ready();
     }
 
