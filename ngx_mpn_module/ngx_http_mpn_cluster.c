@@ -183,12 +183,12 @@ ngx_http_mpn_cluster_init_process(ngx_cycle_t *cycle,
     cl->tick.log = cycle->log;
     cl->tick.cancelable = 1;
 
-    ngx_http_mpn_cluster_refresh(0);
-
     cl->marker_timer.handler = ngx_http_mpn_cluster_marker_check;
     cl->marker_timer.data = cl;
     cl->marker_timer.log = cycle->log;
     cl->marker_timer.cancelable = 1;
+
+    ngx_http_mpn_cluster_refresh(0);
 
     ngx_add_timer(&cl->tick, NGX_HTTP_MPN_CLUSTER_TICK);
 }
