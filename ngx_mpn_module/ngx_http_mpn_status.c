@@ -110,7 +110,8 @@ static ngx_http_mpn_metric_t  ngx_http_mpn_counters[] = {
       "GETs sent once more on a new connection after the one they were "
       "sent on was lost." },
     { "failovers", "mpn_redis_failovers_total",
-      "Primaries replaced by a replica, as the Cluster slot map showed." },
+      "Primaries replaced by a replica, as Sentinel announced or the "
+      "Cluster slot map showed." },
     { "moved", "mpn_redis_redirects_total",
       "Cluster redirects followed, by kind (MOVED, ASK)." },
     { "ask", "mpn_redis_redirects_total",
