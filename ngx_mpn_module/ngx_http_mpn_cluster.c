@@ -66,6 +66,7 @@ struct ngx_http_mpn_cluster_lookup_s {
     unsigned                        parked:1;
     unsigned                        retried:1;   /* after a loss */
     unsigned                        asking:1;
+    unsigned                        internal:1;  /* marker: not counted */
     size_t                          key_len;
     u_char                          key[1];
 };
@@ -122,6 +123,9 @@ static ngx_int_t ngx_http_mpn_cluster_send(ngx_http_mpn_cluster_lookup_t *lk,
 static ngx_http_mpn_cluster_node_t *ngx_http_mpn_cluster_pick(
     ngx_uint_t primary);
 static void ngx_http_mpn_cluster_reply(void *data, void *reply);
+static ngx_int_t ngx_http_mpn_cluster_confirm(
+    ngx_http_mpn_cluster_lookup_t *lk);
+static void ngx_http_mpn_cluster_confirmed(void *data, void *reply);
 static ngx_int_t ngx_http_mpn_cluster_redirect(
     ngx_http_mpn_cluster_lookup_t *lk, redisReply *reply);
 static void ngx_http_mpn_cluster_park(ngx_http_mpn_cluster_lookup_t *lk);
@@ -721,7 +725,7 @@ ngx_http_mpn_cluster_send(ngx_http_mpn_cluster_lookup_t *lk,
     lk->node = node;
     lk->sent = ngx_http_mpn_usec();
 
-    if (lk->handler != ngx_http_mpn_cluster_marker_reply) {
+    if (!lk->internal) {
         ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_REQUESTS);
     }
 
@@ -740,7 +744,7 @@ ngx_http_mpn_cluster_reply(void *data, void *reply)
     lk->cmd = NULL;
     lk->node = NULL;
 
-    if (r != NULL && lk->handler != ngx_http_mpn_cluster_marker_reply) {
+    if (r != NULL && !lk->internal) {
         ngx_http_mpn_status_latency(ngx_http_mpn_usec() - lk->sent);
     }
 
@@ -769,7 +773,71 @@ ngx_http_mpn_cluster_reply(void *data, void *reply)
         return;
     }
 
+    if (r->type == REDIS_REPLY_NIL
+        && !lk->internal
+        && ngx_http_mpn_cluster_confirm(lk) == NGX_OK)
+    {
+        return;
+    }
+
     ngx_http_mpn_cluster_finish(lk, r);
+}
+
+
+/*
+ * No record: handed on only once the marker, asked after the GET was
+ * answered, is still there (the rule of the single-server layer): a
+ * cluster flushed under live connections never reads as not_member.  The
+ * marker vouches for its own node; see docs/cluster.md.
+ */
+
+static ngx_int_t
+ngx_http_mpn_cluster_confirm(ngx_http_mpn_cluster_lookup_t *lk)
+{
+    ngx_http_mpn_cluster_lookup_t  *check;
+    ngx_http_mpn_cluster_t         *cl = &ngx_http_mpn_cluster;
+
+    if (cl->conf->marker.len == 0) {
+        return NGX_DECLINED;
+    }
+
+    check = ngx_http_mpn_cluster_lookup("EXISTS", &cl->conf->marker,
+                                        ngx_http_mpn_cluster_confirmed, lk);
+    if (check == NULL) {
+        return NGX_DECLINED;
+    }
+
+    /* the check gets what time the lookup has left */
+    check->deadline = lk->deadline;
+    check->internal = 1;
+
+    ngx_http_mpn_cluster_route(check);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_mpn_cluster_confirmed(void *data, void *reply)
+{
+    ngx_http_mpn_cluster_lookup_t  *lk = data;
+
+    redisReply  *r = reply;
+
+    static redisReply  nil = { .type = REDIS_REPLY_NIL };
+
+    if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
+        ngx_http_mpn_cluster_finish(lk, &nil);
+        return;
+    }
+
+    if (r != NULL && r->type != REDIS_REPLY_ERROR) {
+        /* the marker is gone: the data went with it */
+        ngx_http_mpn_cluster.marker_seen = 0;
+        ngx_http_mpn_cluster_marker_check(&ngx_http_mpn_cluster.marker_timer);
+    }
+
+    ngx_http_mpn_cluster_finish(lk, NULL);
 }
 
 
@@ -874,7 +942,7 @@ ngx_http_mpn_cluster_finish(ngx_http_mpn_cluster_lookup_t *lk,
     }
 
     if ((reply == NULL || reply->type == REDIS_REPLY_ERROR)
-        && lk->handler != ngx_http_mpn_cluster_marker_reply)
+        && !lk->internal)
     {
         ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);
     }
@@ -1326,6 +1394,7 @@ ngx_http_mpn_cluster_marker_check(ngx_event_t *ev)
     lk = ngx_http_mpn_cluster_lookup("EXISTS", &cl->conf->marker,
                                      ngx_http_mpn_cluster_marker_reply, cl);
     if (lk != NULL) {
+        lk->internal = 1;
         cl->marker_checking = 1;
         ngx_http_mpn_cluster_route(lk);
     }

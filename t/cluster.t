@@ -249,6 +249,22 @@ is(metric($t, 'mpn_redis_errors_total'), $errors, 'no Redis error');
        'marker gone: a stranger is not sent to the sales page');
     $c->cmd('SET', 'mpn:meta', $marker);
     ok(ready($t), 'marker back: served again');
+
+    # every primary flushed under live connections: a GET answered nil
+    # before the next marker check must not make a partner a stranger
+    $c->cmd_on($_, 'FLUSHALL') for $c->primaries;
+    my %seen;
+    my $end = time + 1.5;
+    while (time < $end) {
+        my ($code, $mpn) = get_id($t, $active[int(rand(@active))]);
+        $seen{"$code $mpn"}++;
+    }
+    is(join(',', grep { $_ ne '503 error/redis_unavailable' } keys %seen),
+       '', 'cluster flushed: 503 only, never not_member ('
+           . join(', ', map { "$_: $seen{$_}" } sort keys %seen) . ')');
+    $c->write_records(\%records);
+    $c->cmd('SET', 'mpn:meta', $marker);
+    ok(ready($t), 'records and marker back: served again');
 }
 
 
