@@ -53,7 +53,7 @@ static void mpnctl_usage(FILE *f, const mpnctl_command_t *cmd);
 
 #define MPNCTL_REDIS_OPTS                                                     \
     (MPNCTL_O_REDIS | MPNCTL_O_DB | MPNCTL_O_PASSWORD | MPNCTL_O_PREFIX       \
-     | MPNCTL_O_CONN)
+     | MPNCTL_O_CONN | MPNCTL_O_CLUSTER)
 #define MPNCTL_WRITE_OPTS  (MPNCTL_REDIS_OPTS | MPNCTL_O_CHANNEL | MPNCTL_O_REV)
 
 
@@ -118,8 +118,15 @@ static const mpnctl_command_t  mpnctl_commands[] = {
       "    ID OFFER END DAYS_LEFT auto-renew=on|off\n"
       "  or one JSON object a line with --json.  Uses SCAN, never KEYS.\n" },
 
+    { "functions", mpnctl_functions, MPNCTL_REDIS_OPTS, 1, 2,
+      "functions load [FILE]\n"
+      "  Loads the mpn Functions library (FILE, default redis/mpn.lua) with\n"
+      "  FUNCTION LOAD REPLACE: on the server, or with --cluster on every\n"
+      "  primary (FUNCTION LOAD is per node).  Prints each node loaded.\n" },
+
     { "usage", mpnctl_usage_show,
-      MPNCTL_REDIS_OPTS | MPNCTL_O_RESET | MPNCTL_O_USAGE | MPNCTL_O_JSON,
+      (MPNCTL_REDIS_OPTS & ~MPNCTL_O_CLUSTER)
+      | MPNCTL_O_RESET | MPNCTL_O_USAGE | MPNCTL_O_JSON,
       1, 1,
       "usage ID [--reset BENEFIT] [--usage-prefix PREFIX] [--json]\n"
       "  Lists the usage of every metered benefit of partner ID (the keys\n"
@@ -183,6 +190,9 @@ static const char  mpnctl_common_help[] =
     "  --sentinel NAME      the --redis addresses are Sentinels: ask them for\n"
     "                       primary NAME\n"
     "  --sentinel-user NAME --sentinel-password-file PATH   AUTH at Sentinels\n"
+    "  --cluster            --redis is a seed node of a Redis Cluster: each\n"
+    "                       key goes to its node, MOVED/ASK are followed,\n"
+    "                       expiring and functions load run on every primary\n"
     "  --prefix STRING      record key prefix (default " MPNCTL_DEFAULT_PREFIX
     ")\n"
     "  --channel NAME       invalidation channel (default mpn:invalidate)\n"
@@ -222,6 +232,7 @@ static const struct option  mpnctl_long_options[] = {
     { "sentinel-user", required_argument, NULL, 1006 },
     { "sentinel-password-file", required_argument, NULL, 1007 },
     { "rev",           required_argument, NULL, 'R' },
+    { "cluster",       no_argument,       NULL, 1012 },
     { "help",          no_argument,       NULL, 'h' },
     { NULL, 0, NULL, 0 }
 };
@@ -260,6 +271,7 @@ static const struct {
     { 1006, MPNCTL_O_CONN, "--sentinel-user" },
     { 1007, MPNCTL_O_CONN, "--sentinel-password-file" },
     { 'R', MPNCTL_O_REV, "--rev" },
+    { 1012, MPNCTL_O_CLUSTER, "--cluster" },
     { 0, 0, NULL }
 };
 
@@ -422,6 +434,10 @@ main(int argc, char **argv)
             ctl.usage_prefix = optarg;
             break;
 
+        case 1012:
+            ctl.cluster = 1;
+            break;
+
         case 1002:
             ctl.tls.cert = optarg;
             break;
@@ -547,8 +563,14 @@ main(int argc, char **argv)
         ctl.now = (int64_t) time(NULL);
     }
 
-    rc = cmd->handler(&ctl, ctl.nargs - 1, ctl.args + 1);
+    if (ctl.cluster && mpnctl_cluster_open(&ctl) != 0) {
+        rc = 1;
 
+    } else {
+        rc = cmd->handler(&ctl, ctl.nargs - 1, ctl.args + 1);
+    }
+
+    mpnctl_cluster_close(&ctl);
     mpnctl_disconnect(&ctl);
 
     return rc;
@@ -697,7 +719,6 @@ mpnctl_fcall_write(mpnctl_t *ctl, const char *what, const char *fn,
     char          *key;
     const char    *argv[16];
     redisReply    *r;
-    mpnctl_conn_t *c;
 
     if (!mpn_partner_id_valid(id, strlen(id))) {
         mpnctl_error("BAD_ARGUMENT partner id \"%s\" does not match "
@@ -705,16 +726,17 @@ mpnctl_fcall_write(mpnctl_t *ctl, const char *what, const char *fn,
         return 1;
     }
 
-    c = mpnctl_connect(ctl);
-    if (c == NULL) {
-        return 1;
-    }
-
     key = mpnctl_key(ctl, id, strlen(id));
     argc = mpnctl_fcall_argv(ctl, fn, key, nargs, args, argv);
 
-    r = mpnctl_command(c, argc, argv, NULL);
+    /* on the key's node with --cluster */
+    r = mpnctl_key_command(ctl, key, strlen(key), argc, argv, NULL);
     rc = 1;
+
+    if (r == NULL) {
+        free(key);
+        return 1;
+    }
 
     if (mpnctl_reply_error(ctl, r, what) == 0) {
         if (r->type == REDIS_REPLY_INTEGER) {
@@ -741,7 +763,6 @@ mpnctl_get(mpnctl_t *ctl, int argc, char **argv)
     mpn_record_t  *rec;
     const char    *cargv[2];
     redisReply    *r;
-    mpnctl_conn_t *c;
 
     (void) argc;
 
@@ -751,16 +772,16 @@ mpnctl_get(mpnctl_t *ctl, int argc, char **argv)
         return 1;
     }
 
-    c = mpnctl_connect(ctl);
-    if (c == NULL) {
-        return 1;
-    }
-
     key = mpnctl_key(ctl, argv[0], strlen(argv[0]));
     cargv[0] = "GET";
     cargv[1] = key;
-    r = mpnctl_command(c, 2, cargv, NULL);
+    r = mpnctl_key_command(ctl, key, strlen(key), 2, cargv, NULL);
     rc = 1;
+
+    if (r == NULL) {
+        free(key);
+        return 1;
+    }
 
     if (mpnctl_reply_error(ctl, r, "get") == 0) {
         if (r->type == REDIS_REPLY_STRING) {
@@ -797,7 +818,6 @@ mpnctl_put(mpnctl_t *ctl, int argc, char **argv)
     json_t        *rec, *id;
     const char    *path, *args[1], *cargv[16];
     redisReply    *r;
-    mpnctl_conn_t *c;
     json_error_t   jerr;
 
     path = (argc > 0) ? argv[0] : "-";
@@ -826,13 +846,6 @@ mpnctl_put(mpnctl_t *ctl, int argc, char **argv)
         return 1;
     }
 
-    c = mpnctl_connect(ctl);
-    if (c == NULL) {
-        json_decref(rec);
-        free(data);
-        return 1;
-    }
-
     key = mpnctl_key(ctl, json_string_value(id), json_string_length(id));
     args[0] = data;
 
@@ -844,11 +857,11 @@ mpnctl_put(mpnctl_t *ctl, int argc, char **argv)
         for (i = 0; i < n; i++) {
             lens[i] = (cargv[i] == data) ? len : strlen(cargv[i]);
         }
-        r = mpnctl_command(c, n, cargv, lens);
+        r = mpnctl_key_command(ctl, key, strlen(key), n, cargv, lens);
     }
 
     rc = 1;
-    if (mpnctl_reply_error(ctl, r, "put") == 0) {
+    if (r != NULL && mpnctl_reply_error(ctl, r, "put") == 0) {
         printf("rev %lld\n", r->integer);
         rc = 0;
     }

@@ -43,6 +43,7 @@
 #define MPNCTL_O_CONN       0x80000     /* --tls-*, --sentinel* */
 #define MPNCTL_O_RESET      0x100000
 #define MPNCTL_O_USAGE      0x200000    /* --usage-prefix */
+#define MPNCTL_O_CLUSTER    0x400000    /* --cluster */
 
 #define MPNCTL_DEFAULT_USAGE_PREFIX  "mpn:usage:"
 
@@ -67,6 +68,7 @@ typedef struct {
 
 
 typedef struct mpnctl_conn_s  mpnctl_conn_t;
+typedef struct mpnctl_cluster_s  mpnctl_cluster_t;
 
 
 typedef struct {
@@ -89,6 +91,8 @@ typedef struct {
     const char    *reset;           /* usage --reset BENEFIT */
     const char    *rev;             /* REV n for the library, or NULL */
     mpnctl_conn_t *redis;
+    unsigned       cluster:1;       /* --cluster: the address is a seed */
+    mpnctl_cluster_t *cluster_state; /* the slot map, node connections */
 
     /* command options */
     int64_t        now;
@@ -144,8 +148,23 @@ const char *mpnctl_conn_name(mpnctl_conn_t *c);
 int mpnctl_append(mpnctl_conn_t *c, int argc, const char **argv,
     const size_t *lens);
 int mpnctl_get_reply(mpnctl_conn_t *c, redisReply **reply);
+int mpnctl_conn_flush(mpnctl_conn_t *c);
 redisReply *mpnctl_command(mpnctl_conn_t *c, int argc, const char **argv,
     const size_t *lens);
+
+/* mpnctl_cluster.c: routing by key slot with --cluster */
+int mpnctl_cluster_open(mpnctl_t *ctl);
+void mpnctl_cluster_close(mpnctl_t *ctl);
+mpnctl_conn_t *mpnctl_node_of(mpnctl_t *ctl, const char *key, size_t len);
+redisReply *mpnctl_key_command(mpnctl_t *ctl, const char *key,
+    size_t key_len, int argc, const char **argv, const size_t *lens);
+int mpnctl_cluster_flush(mpnctl_t *ctl);
+size_t mpnctl_primaries(mpnctl_t *ctl);
+mpnctl_conn_t *mpnctl_primary(mpnctl_t *ctl, size_t i, char *name,
+    size_t name_len);
+
+/* mpnctl_functions.c */
+int mpnctl_functions(mpnctl_t *ctl, int argc, char **argv);
 
 /* mpnctl.c */
 void mpnctl_error(const char *fmt, ...)

@@ -54,7 +54,6 @@ static int mpnctl_conn_socket(mpnctl_conn_t *c, const mpnctl_addr_t *a,
     int timeout_ms);
 static int mpnctl_conn_tls(mpnctl_conn_t *c, const mpnctl_addr_t *a,
     const mpnctl_tls_t *tls);
-static int mpnctl_conn_flush(mpnctl_conn_t *c);
 static void mpnctl_conn_fail(mpnctl_conn_t *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static const char *mpnctl_ssl_error(void);
@@ -300,7 +299,9 @@ mpnctl_command(mpnctl_conn_t *c, int argc, const char **argv,
 }
 
 
-static int
+/* sends what is buffered now, without waiting for a reply */
+
+int
 mpnctl_conn_flush(mpnctl_conn_t *c)
 {
     int      n;

@@ -1,6 +1,6 @@
 /*
  * mpnctl expiring: the partners to remind.  SCANs the record keys (never
- * KEYS, so a large keyspace does not stall Redis), MGETs each page and lists
+ * KEYS, so a large keyspace does not stall Redis), GETs each page and lists
  * the active subscriptions whose end falls in [now, now + within).
  */
 
@@ -46,7 +46,7 @@ int
 mpnctl_expiring(mpnctl_t *ctl, int argc, char **argv)
 {
     int                 rc;
-    char               *pattern;
+    char               *pattern, node[300];
     size_t              i;
     mpnctl_conn_t      *c;
     mpnctl_expiring_t   ex;
@@ -54,17 +54,24 @@ mpnctl_expiring(mpnctl_t *ctl, int argc, char **argv)
     (void) argc;
     (void) argv;
 
-    c = mpnctl_connect(ctl);
-    if (c == NULL) {
-        return 1;
-    }
-
     pattern = mpnctl_glob_prefix(ctl->prefix, "");
     memset(&ex, 0, sizeof(mpnctl_expiring_t));
-    ex.conn = c;
+    rc = 0;
 
-    rc = mpnctl_scan(ctl, c, "expiring", pattern, mpnctl_expiring_page, &ex)
-         == 0 ? 0 : 1;
+    /* the server, or with --cluster every primary: each holds its keys */
+
+    for (i = 0; rc == 0 && i < mpnctl_primaries(ctl); i++) {
+        c = mpnctl_primary(ctl, i, node, sizeof(node));
+        if (c == NULL) {
+            rc = 1;
+            break;
+        }
+
+        ex.conn = c;
+        rc = mpnctl_scan(ctl, c, "expiring", pattern, mpnctl_expiring_page,
+                         &ex)
+             == 0 ? 0 : 1;
+    }
 
     free(pattern);
 
@@ -98,47 +105,51 @@ mpnctl_expiring(mpnctl_t *ctl, int argc, char **argv)
 }
 
 
-/* one SCAN page: MGET its records, keep the subscriptions in the window */
+/*
+ * One SCAN page: GET its records, pipelined (not MGET: a cluster node
+ * refuses one across slots), keep the subscriptions in the window.
+ */
 static int
 mpnctl_expiring_page(mpnctl_t *ctl, redisReply *keys, void *arg)
 {
-    size_t              i, n, *lens;
-    const char        **margv;
-    redisReply         *values;
+    size_t              i, lens[2];
+    const char         *argv[2];
+    redisReply         *value;
     mpnctl_expiring_t  *ex = arg;
 
-    n = keys->elements;
-    margv = malloc((n + 1) * sizeof(char *));
-    lens = malloc((n + 1) * sizeof(size_t));
-    if (margv == NULL || lens == NULL) {
-        mpnctl_error("out of memory");
-        exit(1);
+    argv[0] = "GET";
+    lens[0] = 3;
+
+    for (i = 0; i < keys->elements; i++) {
+        argv[1] = keys->element[i]->str;
+        lens[1] = keys->element[i]->len;
+
+        if (mpnctl_append(ex->conn, 2, argv, lens) != 0) {
+            mpnctl_error("expiring: GET: Redis connection to %s: %s",
+                         mpnctl_conn_name(ex->conn),
+                         mpnctl_conn_errstr(ex->conn));
+            return -1;
+        }
     }
 
-    margv[0] = "MGET";
-    lens[0] = 4;
-    for (i = 0; i < n; i++) {
-        margv[i + 1] = keys->element[i]->str;
-        lens[i + 1] = keys->element[i]->len;
-    }
+    for (i = 0; i < keys->elements; i++) {
+        if (mpnctl_get_reply(ex->conn, &value) != 0) {
+            mpnctl_error("expiring: GET: Redis connection to %s: %s",
+                         mpnctl_conn_name(ex->conn),
+                         mpnctl_conn_errstr(ex->conn));
+            return -1;
+        }
 
-    values = mpnctl_command(ex->conn, (int) n + 1, margv, lens);
-    free(margv);
-    free(lens);
+        if (value->type == REDIS_REPLY_ERROR) {
+            (void) mpnctl_reply_error(ctl, value, "expiring: GET");
+            freeReplyObject(value);
+            return -1;
+        }
 
-    if (mpnctl_reply_error(ctl, values, "expiring: MGET") != 0
-        || values->type != REDIS_REPLY_ARRAY || values->elements != n)
-    {
-        freeReplyObject(values);
-        return -1;
-    }
-
-    for (i = 0; i < n; i++) {
         mpnctl_expiring_record(ctl, ex, keys->element[i]->str,
-                               keys->element[i]->len, values->element[i]);
+                               keys->element[i]->len, value);
+        freeReplyObject(value);
     }
-
-    freeReplyObject(values);
 
     return 0;
 }

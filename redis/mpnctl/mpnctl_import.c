@@ -28,9 +28,13 @@
 
 
 typedef struct {
-    size_t   line;
-    int      sent;                  /* a command was sent: read its reply */
-    char    *error;                 /* not sent: why (NULL: no memory) */
+    size_t          line;
+    int             sent;           /* a command was sent: read its reply */
+    char           *error;          /* not sent: why (NULL: no memory) */
+    mpnctl_conn_t  *redis;          /* where it was sent */
+    char           *key;            /* --cluster: to send it again after */
+    char           *text;           /* a MOVED or an ASK */
+    size_t          len;
 } mpnctl_queued_t;
 
 
@@ -45,6 +49,7 @@ typedef struct {
     size_t            lines;        /* records seen (non-blank lines) */
     size_t            imported;
     size_t            bad;
+    size_t            redirected;   /* lines sent again (MOVED, ASK) */
 
     int               progress;     /* draw the progress bar */
     int               drawn;        /* a progress line is on screen */
@@ -58,7 +63,10 @@ typedef struct {
 static int mpnctl_import_line(mpnctl_import_t *im, size_t line, char *text,
     size_t len);
 static int mpnctl_import_queue(mpnctl_import_t *im, size_t line,
-    const char *error);
+    const char *error, mpnctl_conn_t *c, char *key, const char *text,
+    size_t len);
+static redisReply *mpnctl_import_redirected(mpnctl_import_t *im,
+    mpnctl_queued_t *q, redisReply *r);
 static int mpnctl_import_settle(mpnctl_import_t *im);
 static void mpnctl_import_bad(mpnctl_import_t *im, size_t line,
     const char *reason);
@@ -180,9 +188,16 @@ mpnctl_import(mpnctl_t *ctl, int argc, char **argv)
     }
 
     printf("imported %zu of %zu records, %zu bad line%s, in %.2f s "
-           "(%.0f records/s)\n", im->imported, im->lines, im->bad,
+           "(%.0f records/s)", im->imported, im->lines, im->bad,
            im->bad == 1 ? "" : "s", secs,
            secs > 0 ? (double) im->imported / secs : 0.0);
+
+    if (ctl->cluster) {
+        printf(" across %zu primaries, %zu sent again after a redirect",
+               mpnctl_primaries(ctl), im->redirected);
+    }
+
+    printf("\n");
 
     rc = (im->bad > 0) ? 1 : 0;
     free(im);
@@ -201,20 +216,21 @@ mpnctl_import_line(mpnctl_import_t *im, size_t line, char *text, size_t len)
     json_t        *rec, *id;
     const char    *argv[16], *args[1];
     json_error_t   jerr;
+    mpnctl_conn_t *c;
 
     im->lines++;
 
     if (len > MPNCTL_MAX_LINE) {
         snprintf(reason, sizeof(reason), "BAD_RECORD longer than %d bytes",
                  MPNCTL_MAX_LINE);
-        return mpnctl_import_queue(im, line, reason);
+        return mpnctl_import_queue(im, line, reason, NULL, NULL, NULL, 0);
     }
 
     rec = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (rec == NULL) {
         snprintf(reason, sizeof(reason), "BAD_RECORD not JSON: %s "
                  "(column %d)", jerr.text, jerr.column);
-        return mpnctl_import_queue(im, line, reason);
+        return mpnctl_import_queue(im, line, reason, NULL, NULL, NULL, 0);
     }
 
     id = json_is_object(rec) ? json_object_get(rec, "partner_id") : NULL;
@@ -226,7 +242,8 @@ mpnctl_import_line(mpnctl_import_t *im, size_t line, char *text, size_t len)
         json_decref(rec);
         return mpnctl_import_queue(im, line,
                                    "BAD_RECORD partner_id missing or not "
-                                   "^[A-Za-z0-9._-]{1,64}$");
+                                   "^[A-Za-z0-9._-]{1,64}$",
+                                   NULL, NULL, NULL, 0);
     }
 
     key = mpnctl_key(im->ctl, json_string_value(id), json_string_length(id));
@@ -239,29 +256,41 @@ mpnctl_import_line(mpnctl_import_t *im, size_t line, char *text, size_t len)
         lens[i] = (argv[i] == text) ? len : strlen(argv[i]);
     }
 
-    if (mpnctl_append(im->redis, argc, argv, lens) != 0) {
+    /* with --cluster, pipelined per node: each key to its slot's node */
+
+    c = mpnctl_node_of(im->ctl, key, strlen(key));
+    if (c == NULL) {
         free(key);
         mpnctl_import_clear(im);
-        mpnctl_error("import: line %zu: Redis connection to %s: %s", line,
-                     mpnctl_conn_name(im->redis),
-                     mpnctl_conn_errstr(im->redis));
         return -1;
     }
 
-    free(key);
+    if (mpnctl_append(c, argc, argv, lens) != 0) {
+        free(key);
+        mpnctl_import_clear(im);
+        mpnctl_error("import: line %zu: Redis connection to %s: %s", line,
+                     mpnctl_conn_name(c), mpnctl_conn_errstr(c));
+        return -1;
+    }
 
-    return mpnctl_import_queue(im, line, NULL);
+    return mpnctl_import_queue(im, line, NULL, c, key, text, len);
 }
 
 
-/* Adds a line to the ring, first settling the oldest one when it is full:
- * a sent command (error NULL) or a line refused here, with its reason. */
+/*
+ * Adds a line to the ring, first settling the oldest one when it is full:
+ * a command sent on c (error NULL; key is the ring's) or a line refused
+ * here, with its reason.  With --cluster the line is kept, to be sent again
+ * where a MOVED or an ASK says.
+ */
 static int
-mpnctl_import_queue(mpnctl_import_t *im, size_t line, const char *error)
+mpnctl_import_queue(mpnctl_import_t *im, size_t line, const char *error,
+    mpnctl_conn_t *c, char *key, const char *text, size_t len)
 {
     mpnctl_queued_t  *q;
 
     if (im->count == MPNCTL_INFLIGHT && mpnctl_import_settle(im) != 0) {
+        free(key);
         return -1;
     }
 
@@ -269,6 +298,24 @@ mpnctl_import_queue(mpnctl_import_t *im, size_t line, const char *error)
     q->line = line;
     q->sent = (error == NULL);
     q->error = (error != NULL) ? strdup(error) : NULL;
+    q->redis = c;
+    q->key = NULL;
+    q->text = NULL;
+    q->len = len;
+
+    if (im->ctl->cluster && key != NULL) {
+        q->key = key;
+        q->text = malloc(len + 1);
+        if (q->text == NULL) {
+            mpnctl_error("out of memory");
+            exit(1);
+        }
+        memcpy(q->text, text, len);
+        q->text[len] = '\0';
+
+    } else {
+        free(key);
+    }
 
     im->count++;
 
@@ -296,12 +343,29 @@ mpnctl_import_settle(mpnctl_import_t *im)
         return 0;
     }
 
-    if (mpnctl_get_reply(im->redis, &r) != 0) {
+    /* every node's pipeline goes out before one is waited on */
+
+    if (mpnctl_cluster_flush(im->ctl) != 0
+        || mpnctl_get_reply(q->redis, &r) != 0)
+    {
         mpnctl_import_clear(im);
         mpnctl_error("import: line %zu: Redis connection to %s: %s", q->line,
-                     mpnctl_conn_name(im->redis),
-                     mpnctl_conn_errstr(im->redis));
+                     mpnctl_conn_name(q->redis),
+                     mpnctl_conn_errstr(q->redis));
         return -1;
+    }
+
+    if (q->key != NULL) {
+        r = mpnctl_import_redirected(im, q, r);
+        free(q->key);
+        free(q->text);
+        q->key = NULL;
+        q->text = NULL;
+
+        if (r == NULL) {
+            mpnctl_import_clear(im);
+            return -1;
+        }
     }
 
     if (r->type == REDIS_REPLY_ERROR) {
@@ -320,6 +384,38 @@ mpnctl_import_settle(mpnctl_import_t *im)
     freeReplyObject(r);
 
     return 0;
+}
+
+
+/* a MOVED or an ASK: the line goes again where it says (the map follows) */
+static redisReply *
+mpnctl_import_redirected(mpnctl_import_t *im, mpnctl_queued_t *q,
+    redisReply *r)
+{
+    int          argc, i;
+    size_t       lens[16];
+    const char  *argv[16], *args[1];
+
+    if (r->type != REDIS_REPLY_ERROR
+        || (strncmp(r->str, "MOVED ", 6) != 0
+            && strncmp(r->str, "ASK ", 4) != 0))
+    {
+        return r;
+    }
+
+    freeReplyObject(r);
+
+    args[0] = q->text;
+    argc = mpnctl_fcall_argv(im->ctl, "mpn_put", q->key, 1, args, argv);
+
+    for (i = 0; i < argc; i++) {
+        lens[i] = (argv[i] == q->text) ? q->len : strlen(argv[i]);
+    }
+
+    im->redirected++;
+
+    return mpnctl_key_command(im->ctl, q->key, strlen(q->key), argc, argv,
+                              lens);
 }
 
 

@@ -22,12 +22,6 @@ mpnctl_marker_write(mpnctl_t *ctl, int *created)
     char           doc[64 + MPN_TIME_LEN], at[MPN_TIME_LEN + 1];
     const char    *argv[4];
     redisReply    *r;
-    mpnctl_conn_t *c;
-
-    c = mpnctl_connect(ctl);
-    if (c == NULL) {
-        return -1;
-    }
 
     mpn_time_format(ctl->now, at);
     snprintf(doc, sizeof(doc), "{\"v\":1,\"created_at\":\"%s\"}", at);
@@ -37,7 +31,13 @@ mpnctl_marker_write(mpnctl_t *ctl, int *created)
     argv[2] = doc;
     argv[3] = "NX";
 
-    r = mpnctl_command(c, 4, argv, NULL);
+    /* a key like any other: on its slot's node with --cluster */
+    r = mpnctl_key_command(ctl, ctl->marker, strlen(ctl->marker), 4, argv,
+                           NULL);
+    if (r == NULL) {
+        return -1;
+    }
+
     if (mpnctl_reply_error(ctl, r, "marker: SET") != 0) {
         freeReplyObject(r);
         return -1;
@@ -53,45 +53,65 @@ mpnctl_marker_write(mpnctl_t *ctl, int *created)
 /*
  * Is the mpn library loaded?  FCALL mpn_put with no key is refused by the
  * library itself (BAD_ARGUMENT) and writes nothing; Redis answers
- * "Function not found" when the library is not there.
+ * "Function not found" when the library is not there.  A Function lives
+ * on the node it was loaded on: with --cluster every primary is asked.
  */
 int
 mpnctl_library_check(mpnctl_t *ctl, const char *what)
 {
-    int            rc;
-    const char    *argv[3];
-    redisReply    *r;
-    mpnctl_conn_t *c;
-
-    c = mpnctl_connect(ctl);
-    if (c == NULL) {
-        return -1;
-    }
+    int             rc;
+    char            node[300];
+    size_t          i;
+    const char     *argv[3];
+    redisReply     *r;
+    mpnctl_conn_t  *c;
 
     argv[0] = "FCALL";
     argv[1] = "mpn_put";
     argv[2] = "0";
 
-    r = mpnctl_command(c, 3, argv, NULL);
+    for (i = 0; i < mpnctl_primaries(ctl); i++) {
+        c = mpnctl_primary(ctl, i, node, sizeof(node));
+        if (c == NULL) {
+            return -1;
+        }
 
-    if (r != NULL && r->type == REDIS_REPLY_ERROR
-        && strncmp(r->str, "BAD_ARGUMENT", 12) == 0)
-    {
-        rc = 0;
+        r = mpnctl_command(c, 3, argv, NULL);
 
-    } else {
-        if (r != NULL && r->type != REDIS_REPLY_ERROR) {
-            mpnctl_error("%s: FCALL mpn_put answered unexpectedly: is the "
-                         "loaded library redis/mpn.lua?", what);
+        if (r != NULL && r->type == REDIS_REPLY_ERROR
+            && strncmp(r->str, "BAD_ARGUMENT", 12) == 0)
+        {
+            rc = 0;
+
+        } else if (r == NULL) {
+            mpnctl_error("%s: Redis connection to %s: %s", what, node,
+                         mpnctl_conn_errstr(c));
+            rc = -1;
+
+        } else if (r->type != REDIS_REPLY_ERROR) {
+            mpnctl_error("%s: FCALL mpn_put answered unexpectedly on %s: is "
+                         "the loaded library redis/mpn.lua?", what, node);
+            rc = -1;
+
+        } else if (ctl->cluster && mpnctl_library_missing(r->str)) {
+            mpnctl_error("%s: the mpn Functions library is not loaded in %s "
+                         "(load it on every primary: mpnctl --cluster "
+                         "functions load)", what, node);
+            rc = -1;
+
         } else {
             (void) mpnctl_reply_error(ctl, r, what);
+            rc = -1;
         }
-        rc = -1;
+
+        freeReplyObject(r);
+
+        if (rc != 0) {
+            return -1;
+        }
     }
 
-    freeReplyObject(r);
-
-    return rc;
+    return 0;
 }
 
 
