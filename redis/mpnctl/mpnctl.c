@@ -120,7 +120,8 @@ static const mpnctl_command_t  mpnctl_commands[] = {
 
     { "functions", mpnctl_functions, MPNCTL_REDIS_OPTS, 1, 2,
       "functions load [FILE]\n"
-      "  Loads the mpn Functions library (FILE, default redis/mpn.lua) with\n"
+      "  Loads the mpn Functions library (FILE, default redis/mpn.lua, else\n"
+      "  /usr/share/mpn/mpn.lua) with\n"
       "  FUNCTION LOAD REPLACE: on the server, or with --cluster on every\n"
       "  primary (FUNCTION LOAD is per node).  Prints each node loaded.\n" },
 

@@ -7,11 +7,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mpnctl.h"
 
 
-#define MPNCTL_LIBRARY  "redis/mpn.lua"
+#define MPNCTL_LIBRARY            "redis/mpn.lua"      /* a checkout */
+#define MPNCTL_LIBRARY_INSTALLED  "/usr/share/mpn/mpn.lua"
 
 
 int
@@ -30,7 +32,13 @@ mpnctl_functions(mpnctl_t *ctl, int argc, char **argv)
         return 2;
     }
 
-    path = (argc > 1) ? argv[1] : MPNCTL_LIBRARY;
+    if (argc > 1) {
+        path = argv[1];
+
+    } else {
+        path = (access(MPNCTL_LIBRARY, R_OK) == 0) ? MPNCTL_LIBRARY
+                                                   : MPNCTL_LIBRARY_INSTALLED;
+    }
 
     if (mpnctl_read_file(path, &code, &len) != 0) {
         return 1;

@@ -76,13 +76,23 @@ sub start {
     $self->wait_ok(30) or die "cluster not ok: " . $self->cmd_on(
         $self->{nodes}[0], 'CLUSTER', 'INFO');
 
-    for my $p ($self->primaries) {
-        $p->load_library;
+    # library => 0: no redis/mpn.lua; marker => 0: no dataset marker
+    if ($opt{library} // 1) {
+        $_->load_library for $self->primaries;
     }
 
-    my $r = $self->cmd('SET', marker_key(), marker_json());
-    die "SET marker: $r->{msg}" if ref($r) eq 'MpnRedis::Error';
+    if ($opt{marker} // 1) {
+        my $r = $self->cmd('SET', marker_key(), marker_json());
+        die "SET marker: $r->{msg}" if ref($r) eq 'MpnRedis::Error';
+    }
 
+    # a write on every primary gives every replica an offset (see below)
+    my $keys = $self->ids_per_primary(1, 'mpn-cluster-harness-', '');
+    for my $port (keys %$keys) {
+        my $n = $self->node_by_port($port);
+        $self->cmd_on($n, $_, $keys->{$port}[0], ($_ eq 'SET' ? 1 : ()))
+            for qw(SET DEL);
+    }
     $self->wait_replicas_listed($nr, 30)
         or die "replicas missing from CLUSTER SLOTS";
 
