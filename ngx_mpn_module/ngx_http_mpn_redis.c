@@ -3,7 +3,8 @@
  *
  * A connection goes DOWN -> LOCATING (the topology picks the address,
  * maybe resolving a name) -> CONNECTING -> HANDSHAKE (TLS only) -> SETUP
- * (AUTH, SELECT, then the marker check: every reply must be OK) -> READY,
+ * (AUTH, SELECT, ROLE where the owner expects a primary, then the marker
+ * check: every reply must be OK, ROLE "master") -> READY,
  * or UNREADY while the marker is missing.  A connect timer bounds the
  * opening: connect_timeout up to the end of the TLS handshake, then
  * timeout for the set-up replies.  Commands are redisFormatCommandArgv()
@@ -23,6 +24,7 @@
 #include <hiredis/hiredis.h>
 
 #include "ngx_http_mpn_redis.h"
+#include "ngx_http_mpn_sentinel.h"
 #include "ngx_http_mpn_status.h"
 
 
@@ -194,6 +196,27 @@ ngx_uint_t
 ngx_http_mpn_redis_conn_ready(ngx_http_mpn_redis_conn_t *rc)
 {
     return rc->state == NGX_HTTP_MPN_REDIS_READY;
+}
+
+
+ngx_uint_t
+ngx_http_mpn_redis_conn_locating(ngx_http_mpn_redis_conn_t *rc)
+{
+    return rc->state == NGX_HTTP_MPN_REDIS_LOCATING;
+}
+
+
+void
+ngx_http_mpn_redis_conn_retry_now(ngx_http_mpn_redis_conn_t *rc)
+{
+    if (rc->state != NGX_HTTP_MPN_REDIS_DOWN || !rc->reconnect.timer_set) {
+        return;
+    }
+
+    ngx_del_timer(&rc->reconnect);
+    rc->backoff = NGX_HTTP_MPN_BACKOFF_MIN;
+
+    ngx_http_mpn_redis_attempt(&rc->reconnect);
 }
 
 
@@ -485,6 +508,19 @@ ngx_http_mpn_redis_setup(ngx_http_mpn_redis_conn_t *rc)
         }
     }
 
+    if (rc->expect_primary) {
+        /* a primary demoted by a failover still answers: ask it */
+        argv[0] = "ROLE";
+        argvlen[0] = 4;
+
+        if (ngx_http_mpn_redis_setup_cmd(rc, "ROLE", 1, argv, argvlen)
+            != NGX_OK)
+        {
+            ngx_http_mpn_redis_conn_failed(rc);
+            return;
+        }
+    }
+
     if (rc->setup == 0 && rc->probe != NULL) {
         /* no AUTH, no SELECT: the marker check goes first */
 
@@ -565,6 +601,21 @@ ngx_http_mpn_redis_setup_reply(ngx_http_mpn_redis_conn_t *rc,
         }
 
         /* unready: start over later */
+        ngx_http_mpn_redis_conn_failed(rc);
+        return;
+    }
+
+    if (cmd->setup[0] == 'R'
+        && (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0
+            || reply->element[0]->type != REDIS_REPLY_STRING
+            || reply->element[0]->len != 6
+            || ngx_strncmp(reply->element[0]->str, "master", 6) != 0))
+    {
+        ngx_http_mpn_log_limited(&rc->error_limit, rc->log,
+                                 "mpn: redis %V: %s%V is no primary (ROLE), "
+                                 "not used", &rc->conf->addr_text, rc->role,
+                                 &rc->peer_name);
+
         ngx_http_mpn_redis_conn_failed(rc);
         return;
     }
@@ -1458,6 +1509,12 @@ ngx_http_mpn_redis_init_process(ngx_cycle_t *cycle,
     rc->probe = mcf->redis->marker.len ? &mcf->redis->marker : NULL;
     rc->counted = 1;
 
+    if (mcf->redis->sentinel.len) {
+        /* the primary as the Sentinels name it */
+        ngx_http_mpn_sentinel_init_process(cycle, mcf->redis);
+        ngx_http_mpn_sentinel_attach(rc, 0);
+    }
+
     ngx_http_mpn_redis_conn_start(rc, cycle);
 }
 
@@ -1465,14 +1522,26 @@ ngx_http_mpn_redis_init_process(ngx_cycle_t *cycle,
 void
 ngx_http_mpn_redis_exit_process(void)
 {
-    ngx_http_mpn_redis_conn_close(&ngx_http_mpn_redis_lookups);
+    ngx_http_mpn_redis_conn_t  *rc = &ngx_http_mpn_redis_lookups;
+
+    ngx_http_mpn_redis_conn_close(rc);
+
+    if (rc->conf != NULL && rc->conf->sentinel.len) {
+        ngx_http_mpn_sentinel_exit_process();
+    }
 }
 
 
 ngx_uint_t
 ngx_http_mpn_redis_ready(void)
 {
-    return ngx_http_mpn_redis_conn_ready(&ngx_http_mpn_redis_lookups);
+    ngx_http_mpn_redis_conn_t  *rc = &ngx_http_mpn_redis_lookups;
+
+    if (rc->conf->read_replica && ngx_http_mpn_sentinel_replica() != NULL) {
+        return 1;
+    }
+
+    return ngx_http_mpn_redis_conn_ready(rc);
 }
 
 
@@ -1480,9 +1549,21 @@ ngx_http_mpn_redis_cmd_t *
 ngx_http_mpn_redis_get(ngx_str_t *key, ngx_http_mpn_reply_pt handler,
     void *data)
 {
-    size_t                     argvlen[2];
-    const char                *argv[2];
-    ngx_http_mpn_redis_cmd_t  *cmd;
+    size_t                      argvlen[2];
+    const char                 *argv[2];
+    ngx_http_mpn_redis_cmd_t   *cmd;
+    ngx_http_mpn_redis_conn_t  *rc, *replica;
+
+    rc = &ngx_http_mpn_redis_lookups;
+
+    if (rc->conf->read_replica) {
+        /* the nearest replica that answers, else the primary */
+        replica = ngx_http_mpn_sentinel_replica();
+
+        if (replica != NULL) {
+            rc = replica;
+        }
+    }
 
     argv[0] = "GET";
     argvlen[0] = 3;
@@ -1491,8 +1572,7 @@ ngx_http_mpn_redis_get(ngx_str_t *key, ngx_http_mpn_reply_pt handler,
 
     /* GET is idempotent: it may be sent again after a loss */
 
-    cmd = ngx_http_mpn_redis_send(&ngx_http_mpn_redis_lookups, 2, argv,
-                                  argvlen,
+    cmd = ngx_http_mpn_redis_send(rc, 2, argv, argvlen,
                                   NGX_HTTP_MPN_REDIS_RETRY
                                   |NGX_HTTP_MPN_REDIS_CONFIRM_NIL,
                                   handler, data);

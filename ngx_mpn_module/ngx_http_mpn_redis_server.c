@@ -18,8 +18,10 @@
 
 static char *ngx_http_mpn_redis_address(ngx_conf_t *cf,
     ngx_http_mpn_redis_conf_t *rc, ngx_str_t *value);
+static char *ngx_http_mpn_redis_seed(ngx_conf_t *cf,
+    ngx_http_mpn_redis_conf_t *rc, ngx_str_t *value);
 static char *ngx_http_mpn_redis_password(ngx_conf_t *cf, ngx_str_t *path,
-    ngx_str_t *password);
+    const char *what, ngx_str_t *password);
 static char *ngx_http_mpn_redis_tls(ngx_conf_t *cf,
     ngx_http_mpn_redis_conf_t *rc);
 static void ngx_http_mpn_redis_resolved(ngx_resolver_ctx_t *ctx);
@@ -28,10 +30,11 @@ static void ngx_http_mpn_redis_connect_to(ngx_http_mpn_redis_conn_t *rc,
 
 
 /*
- * mpn_redis ADDRESS [db=N] [user=NAME] [password_file=PATH] [tls]
+ * mpn_redis ADDRESS... [db=N] [user=NAME] [password_file=PATH] [tls]
  *           [tls_ca=PATH] [tls_cert=PATH tls_key=PATH] [tls_name=NAME]
- *           [tls_verify=on|off] [marker=KEY|off] [connect_timeout=T]
- *           [timeout=T]
+ *           [tls_verify=on|off] [sentinel=MASTER] [sentinel_user=NAME]
+ *           [sentinel_password_file=PATH] [cluster] [read=primary|replica]
+ *           [marker=KEY|off] [connect_timeout=T] [timeout=T]
  */
 
 char *
@@ -70,6 +73,12 @@ ngx_http_mpn_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     rc->tls_verify = 1;
     ngx_str_set(&rc->marker, "mpn:meta");
 
+    rc->seeds = ngx_array_create(cf->pool, 1,
+                                 sizeof(ngx_http_mpn_redis_seed_t));
+    if (rc->seeds == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
     value = cf->args->elts;
 
     if (ngx_http_mpn_redis_address(cf, rc, &value[1]) != NGX_CONF_OK) {
@@ -77,6 +86,79 @@ ngx_http_mpn_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     for (i = 2; i < cf->args->nelts; i++) {
+
+        if (value[i].len == 7
+            && ngx_strncmp(value[i].data, "cluster", 7) == 0)
+        {
+            rc->cluster = 1;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "read=", 5) == 0) {
+            s.data = value[i].data + 5;
+            s.len = value[i].len - 5;
+
+            if (s.len == 7 && ngx_strncmp(s.data, "primary", 7) == 0) {
+                rc->read_replica = 0;
+
+            } else if (s.len == 7 && ngx_strncmp(s.data, "replica", 7) == 0) {
+                rc->read_replica = 1;
+
+            } else {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "sentinel=", 9) == 0) {
+            rc->sentinel.data = value[i].data + 9;
+            rc->sentinel.len = value[i].len - 9;
+
+            if (rc->sentinel.len == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "sentinel_user=", 14) == 0) {
+            rc->sentinel_user.data = value[i].data + 14;
+            rc->sentinel_user.len = value[i].len - 14;
+
+            if (rc->sentinel_user.len == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "sentinel_password_file=", 23) == 0) {
+            s.data = value[i].data + 23;
+            s.len = value[i].len - 23;
+
+            if (ngx_http_mpn_redis_password(cf, &s, "sentinel_password_file",
+                                            &rc->sentinel_password)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strlchr(value[i].data, value[i].data + value[i].len, '=')
+            == NULL
+            && !(value[i].len == 3
+                 && ngx_strncmp(value[i].data, "tls", 3) == 0))
+        {
+            /* another address: a seed node of a cluster */
+            if (ngx_http_mpn_redis_seed(cf, rc, &value[i]) != NGX_CONF_OK) {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
 
         if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
             rc->db = ngx_atoi(value[i].data + 3, value[i].len - 3);
@@ -103,7 +185,8 @@ ngx_http_mpn_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             s.data = value[i].data + 14;
             s.len = value[i].len - 14;
 
-            if (ngx_http_mpn_redis_password(cf, &s, &rc->password)
+            if (ngx_http_mpn_redis_password(cf, &s, "password_file",
+                                            &rc->password)
                 != NGX_CONF_OK)
             {
                 return NGX_CONF_ERROR;
@@ -142,6 +225,8 @@ ngx_http_mpn_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             if (rc->tls_name.len == 0) {
                 goto invalid;
             }
+
+            rc->tls_name_set = 1;
 
             continue;
         }
@@ -209,6 +294,68 @@ ngx_http_mpn_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         goto invalid;
     }
 
+    if (rc->seeds->nelts > 1 && !rc->cluster && rc->sentinel.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "several addresses in \"mpn_redis\" need "
+                           "\"sentinel=\" (they are Sentinels) or "
+                           "\"cluster\" (they are its seed nodes)");
+        return NGX_CONF_ERROR;
+    }
+
+    if (rc->read_replica && !rc->cluster && rc->sentinel.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"read=replica\" in \"mpn_redis\" needs "
+                           "\"sentinel=\" or \"cluster\": they name "
+                           "the replicas");
+        return NGX_CONF_ERROR;
+    }
+
+    if (rc->sentinel.len && rc->cluster) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"sentinel=\" and \"cluster\" in "
+                           "\"mpn_redis\" cannot go together");
+        return NGX_CONF_ERROR;
+    }
+
+    if (rc->sentinel.len == 0
+        && (rc->sentinel_user.len || rc->sentinel_password.len))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"sentinel_*\" parameters of \"mpn_redis\" "
+                           "need \"sentinel=\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (rc->sentinel.len && rc->is_unix) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"sentinel=\" in \"mpn_redis\" needs "
+                           "host:port Sentinels, not \"%V\"",
+                           &rc->addr_text);
+        return NGX_CONF_ERROR;
+    }
+
+    if (rc->sentinel_user.len && rc->sentinel_password.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"sentinel_user=\" in \"mpn_redis\" needs "
+                           "\"sentinel_password_file=\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (rc->cluster && rc->db != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"db=\" in \"mpn_redis\" cannot go with "
+                           "\"cluster\": a Redis Cluster has only "
+                           "database 0");
+        return NGX_CONF_ERROR;
+    }
+
+    if (rc->cluster && rc->is_unix) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"cluster\" in \"mpn_redis\" needs host:port "
+                           "seeds, not \"%V\"", &rc->addr_text);
+        return NGX_CONF_ERROR;
+    }
+
     if (rc->user.len && rc->password.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"user=\" in \"mpn_redis\" needs "
@@ -271,6 +418,10 @@ ngx_http_mpn_redis_address(ngx_conf_t *cf, ngx_http_mpn_redis_conf_t *rc,
     rc->addr = u.addrs[0];
     rc->is_unix = (u.family == AF_UNIX);
 
+    if (ngx_http_mpn_redis_seed(cf, rc, value) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     if (!rc->is_unix) {
         rc->host = u.host;
         rc->port = u.port;
@@ -284,17 +435,56 @@ ngx_http_mpn_redis_address(ngx_conf_t *cf, ngx_http_mpn_redis_conf_t *rc,
 }
 
 
+/* host:port of a cluster seed, resolved here (the first is the address) */
+
+static char *
+ngx_http_mpn_redis_seed(ngx_conf_t *cf, ngx_http_mpn_redis_conf_t *rc,
+    ngx_str_t *value)
+{
+    ngx_url_t                   u;
+    ngx_http_mpn_redis_seed_t  *seed;
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url = *value;
+    u.no_resolve = 0;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0
+        || (u.family != AF_UNIX && (u.no_port || u.uri.len))
+        || (rc->seeds->nelts > 0 && u.family == AF_UNIX))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid address \"%V\" in \"mpn_redis\"%s%s, "
+                           "expected host:port", value,
+                           u.err ? ": " : "", u.err ? u.err : "");
+        return NGX_CONF_ERROR;
+    }
+
+    seed = ngx_array_push(rc->seeds);
+    if (seed == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    seed->text = *value;
+    seed->host = u.host;
+    seed->port = u.port;
+    seed->addr = u.addrs[0];
+
+    return NGX_CONF_OK;
+}
+
+
 /* the first line of the file; the password itself is never logged */
 
 static char *
 ngx_http_mpn_redis_password(ngx_conf_t *cf, ngx_str_t *path,
-    ngx_str_t *password)
+    const char *what, ngx_str_t *password)
 {
     u_char     *p, *last;
     ngx_str_t   text;
 
-    if (ngx_http_mpn_conf_read_file(cf, path, 1024, "password_file",
-                                    "mpn_redis", &text)
+    if (ngx_http_mpn_conf_read_file(cf, path, 1024, what, "mpn_redis",
+                                    &text)
         != NGX_OK)
     {
         return NGX_CONF_ERROR;
@@ -310,7 +500,7 @@ ngx_http_mpn_redis_password(ngx_conf_t *cf, ngx_str_t *path,
 
     if (p == text.data) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "empty password_file \"%V\" in \"mpn_redis\"",
+                           "empty %s \"%V\" in \"mpn_redis\"", what,
                            path);
         return NGX_CONF_ERROR;
     }
@@ -375,12 +565,7 @@ ngx_http_mpn_redis_tls(ngx_conf_t *cf, ngx_http_mpn_redis_conf_t *rc)
     /* the name sent (SNI) and checked: tls_name, else the address's host */
 
     if (rc->tls_name.len == 0) {
-        rc->tls_name = rc->host;
-
-        if (rc->tls_name.len > 2 && rc->tls_name.data[0] == '[') {
-            rc->tls_name.data++;
-            rc->tls_name.len -= 2;
-        }
+        ngx_http_mpn_redis_tls_name(&rc->tls_name, &rc->host);
     }
 
     p = ngx_pnalloc(cf->pool, rc->tls_name.len + 1);
@@ -451,6 +636,20 @@ ngx_http_mpn_redis_tls(ngx_conf_t *cf, ngx_http_mpn_redis_conf_t *rc)
     return NGX_CONF_OK;
 
 #endif
+}
+
+
+/* the name a host is checked against by default: itself, unbracketed */
+
+void
+ngx_http_mpn_redis_tls_name(ngx_str_t *name, ngx_str_t *host)
+{
+    *name = *host;
+
+    if (name->len > 2 && name->data[0] == '[') {
+        name->data++;
+        name->len -= 2;
+    }
 }
 
 

@@ -109,6 +109,9 @@ static ngx_http_mpn_metric_t  ngx_http_mpn_counters[] = {
     { "retries", "mpn_redis_retries_total",
       "GETs sent once more on a new connection after the one they were "
       "sent on was lost." },
+    { "failovers", "mpn_redis_failovers_total",
+      "Primaries replaced by a replica, as Sentinel announced or the "
+      "Cluster slot map showed." },
     { "invalidations", "mpn_invalidations_total",
       "Invalidation messages received on the channel." },
     { "hits", "mpn_token_cache_hits_total",
@@ -509,7 +512,7 @@ ngx_http_mpn_status_json(u_char *p, ngx_http_mpn_stats_t *st,
     p = ngx_sprintf(p, "},\"redis\":{");
 
     for (i = NGX_HTTP_MPN_STAT_REDIS_REQUESTS;
-         i <= NGX_HTTP_MPN_STAT_REDIS_RETRIES;
+         i <= NGX_HTTP_MPN_STAT_REDIS_FAILOVERS;
          i++)
     {
         p = ngx_sprintf(p, "\"%s\":%uA,", ngx_http_mpn_counters[i].json,

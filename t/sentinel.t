@@ -1,0 +1,250 @@
+#!/usr/bin/perl
+
+# mpn_redis ... sentinel=MASTER (spec section 11): a primary, a replica and
+# three Sentinels on loopback (MpnSentinel, down-after 1 s).  Under steady
+# load (one client, twenty active partners in turn) a SENTINEL FAILOVER
+# and a kill -9 of the primary cost some requests, with and without
+# mpn_cache, and never a wrong decision: every answer for an active
+# partner is a 200 or a 503, never a 302 or a 403.  read=replica reads the
+# replica, the primary while the replica is stopped, and the replica while
+# the primary is.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use POSIX ();
+use Time::HiRes qw(sleep time);
+use MpnTest;
+use MpnRecords;
+use MpnCache;
+use MpnSentinel;
+
+my @IDS = map { sprintf('p%02d', $_) } 0 .. 19;
+
+my $set = eval { MpnSentinel->start(replicas => 1, sentinels => 3) };
+plan(skip_all => "no Sentinel set-up: $@") unless $set;
+
+seed($set);
+
+# the records and the dataset marker, on the primary, replicated
+sub seed {
+    my ($set) = @_;
+    my $c = $set->primary->client;
+    $c->cmd('SET', "mpn:partner:$_", record($_, sub => { end_days => 200 }))
+        for @IDS;
+    no warnings 'once';
+    $c->cmd('SET', $MpnRedis::MARKER // 'mpn:meta',
+            MpnRedis->can('marker_json') ? MpnRedis::marker_json() : '{}');
+    $set->replicated;
+}
+
+sub nginx {
+    my (%o) = @_;
+    my $t = MpnTest->new;
+    setup_html($t);
+    $t->write_nginx_conf(cache_conf(addr => $set->sentinel_addrs,
+        redis => 'sentinel=mymaster connect_timeout=500ms timeout=500ms '
+                 . ($o{redis} // ''),
+        (defined $o{cache} ? (cache => $o{cache}) : ())),
+        workers => 2);
+    $t->start_nginx;
+    ok(poll(sub { (get_id($t, 'p00'))[1] eq 'allow/ok' }, 10),
+        'an active partner is let in') or diag($t->error_log);
+    return $t;
+}
+
+# one client in a loop, each answer written down: (time, id, status,
+# decision, cache status)
+sub load_start {
+    my ($t) = @_;
+    my $file = $t->dir . '/load' . ++$t->{loads} . '.txt';
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        open(my $out, '>', $file) or POSIX::_exit(1);
+        $out->autoflush(1);
+        my $i = 0;
+        until (-e "$file.stop") {
+            my $id = $IDS[$i++ % @IDS];
+            my @r = eval { get_id($t, $id) };
+            printf $out "%.3f %s %d %s %s\n", time, $id, $r[0] // 0,
+                $r[1] || '-', $r[2] || '-';
+            sleep(0.005);
+        }
+        close $out;
+        POSIX::_exit(0);        # no destructor: nginx is the parent's
+    }
+    return { pid => $pid, file => $file, t0 => time };
+}
+
+# { n, failed, wrong, window_ms (first failure to last), last_ok }
+sub load_stop {
+    my ($l) = @_;
+    my $fh;
+    open($fh, ">", "$l->{file}.stop") and close $fh;
+    waitpid($l->{pid}, 0);
+    open($fh, '<', $l->{file}) or die "$l->{file}: $!";
+    my %s = (n => 0, failed => 0, wrong => 0, window_ms => 0);
+    my ($first, $last, @tail);
+    while (my $line = <$fh>) {
+        my ($at, $id, $code, $dec) = split(' ', $line);
+        $s{n}++;
+        my $ok = $code == 200 && $dec eq 'allow/ok';
+        $s{wrong}++ if $code == 302 || $code == 403
+            || ($code == 200 && $dec ne 'allow/ok');
+        unless ($ok) {
+            $s{failed}++;
+            $first //= $at;
+            $last = $at;
+        }
+        push @tail, $ok;
+        shift @tail if @tail > 20;
+    }
+    $s{window_ms} = defined $first ? int(($last - $first) * 1000) : 0;
+    $s{last_ok} = @tail == 20 && !grep { !$_ } @tail;
+    return \%s;
+}
+
+sub report {
+    my ($what, $s) = @_;
+    diag(sprintf('%s: %d of %d requests failed, window %d ms', $what,
+                 $s->{failed}, $s->{n}, $s->{window_ms}));
+    is($s->{wrong}, 0, "$what: never a wrong decision");
+    ok($s->{last_ok}, "$what: the last 20 requests were let in");
+}
+
+sub failovers { status_json($_[0])->{redis}{failovers} // -1 }
+
+sub gets_on {
+    my ($node) = @_;
+    my $info = $node->client->cmd('INFO', 'commandstats');
+    return ($info =~ /cmdstat_get:calls=(\d+)/)[0] // 0;
+}
+
+
+subtest 'SENTINEL FAILOVER under load, no cache' => sub {
+    my $t = nginx();
+    my $old = $set->primary;
+
+    my $l = load_start($t);
+    sleep(1);
+    my $new = $set->failover;
+    ok($new && $new != $old, 'Sentinel promoted the replica');
+    ok(poll(sub { (get_id($t, 'p01'))[1] eq 'allow/ok' }, 10),
+        'served again');
+    sleep(1);
+    my $s = load_stop($l);
+    report('failover, no cache', $s);
+    $t->{window_plain} = $s;
+
+    like($t->error_log,
+        qr/mpn: redis mymaster: failover: primary now at 127\.0\.0\.1:${\ $new->port }/,
+        'the failover is logged with the new primary');
+    is(failovers($t), 1, 'mpn_redis_failovers_total counts it once');
+    my $g = gets_on($new);
+    get_id($t, 'p02');
+    cmp_ok(gets_on($new), '>', $g, 'lookups go to the new primary');
+
+    $t->stop_nginx;
+    $t->check_error_log;
+};
+
+subtest 'SENTINEL FAILOVER under load, with mpn_cache and stale' => sub {
+    my $t = nginx(cache => 'zone=c:1m ttl=60s stale=5m');
+    get_id($t, $_) for @IDS;        # every partner cached
+    my $old = $set->primary;
+
+    my $l = load_start($t);
+    sleep(1);
+    my $new = $set->failover;
+    ok($new && $new != $old, 'Sentinel promoted the replica back');
+    sleep(2);
+    my $s = load_stop($l);
+    report('failover, mpn_cache', $s);
+    is($s->{failed}, 0, 'cached partners never noticed');
+    like($t->error_log, qr/subscriber: lost channel/,
+        'the subscription moved with the primary');
+
+    $t->stop_nginx;
+    $t->check_error_log;
+};
+
+subtest 'read=replica: the replica, the primary while it is stopped' => sub {
+    my $t = nginx(redis => 'read=replica');
+    my $primary = $set->primary;
+    my ($replica) = $set->replicas;
+
+    ok(poll(sub { get_id($t, 'p03'); gets_on($replica) > 0 }, 5),
+        'lookups reach the replica');
+    my $pg = gets_on($primary);
+    get_id($t, $_) for @IDS;
+    is(gets_on($primary), $pg, 'and not the primary');
+
+    my $l = load_start($t);
+    sleep(0.5);
+    $set->signal($replica, 'STOP');
+    sleep(2);
+    my $pg2 = gets_on($primary);
+    sleep(0.5);
+    cmp_ok(gets_on($primary), '>', $pg2,
+        'the replica stopped: the primary answers');
+    $set->signal($replica, 'CONT');
+    my $rg = gets_on($replica);
+    ok(poll(sub { gets_on($replica) > $rg }, 10),
+        'the replica back: it answers again');
+    my $s = load_stop($l);
+    report('read=replica, replica stopped', $s);
+
+    # the primary stopped: reads stay on the replica, then on what
+    # Sentinel promotes
+    $l = load_start($t);
+    sleep(0.5);
+    $set->signal($primary, 'STOP');
+    sleep(4);
+    $set->signal($primary, 'CONT');
+    ok($set->wait_primary($replica, 20), 'Sentinel promoted the replica');
+    sleep(1);
+    $s = load_stop($l);
+    report('read=replica, primary stopped', $s);
+
+    $t->stop_nginx;
+    $t->check_error_log;
+};
+
+subtest 'kill -9 of the primary: recovery without a reload' => sub {
+    # the old primary is a replica again before it can be promoted
+    ok(MpnSentinel::wait_until(sub {
+        my $r = ($set->sentinels)[0]->client->cmd('SENTINEL', 'REPLICAS',
+                                                   'mymaster');
+        return grep { my %h = @$_; $h{flags} eq 'slave'
+                      && $h{'master-link-status'} eq 'ok' } @$r;
+    }, 30), 'a replica is in sync');
+
+    my $t = nginx();
+    my $pid = $t->{pids}{nginx};
+    my $old = $set->primary;
+
+    my $l = load_start($t);
+    sleep(1);
+    $set->kill9($old);
+    my ($new) = grep { $_ != $old && $_->{pid} } $set->nodes;
+    ok($set->wait_primary($new, 30), 'Sentinel promoted the replica');
+    ok(poll(sub { (get_id($t, 'p04'))[1] eq 'allow/ok' }, 10),
+        'served again');
+    sleep(1);
+    my $s = load_stop($l);
+    report('kill -9, no cache', $s);
+    cmp_ok($s->{failed}, '>', 0, 'the loss was felt (the test measures it)');
+    is($t->{pids}{nginx}, $pid, 'no reload, no restart');
+    like($t->error_log, qr/failover: primary now at 127\.0\.0\.1:${\ $new->port }/,
+        'the new primary is logged');
+
+    $t->stop_nginx;
+    $t->check_error_log;
+};
+
+$set->stop;
+
+done_testing;
