@@ -885,6 +885,9 @@ ngx_http_mpn_sentinel_replica_seen(redisReply *r)
     node->conn.data = node;
     node->conn.counted = 1;
 
+    /* an empty replica is no better than an empty primary */
+    node->conn.probe = s->conf->marker.len ? &s->conf->marker : NULL;
+
     ngx_log_error(NGX_LOG_NOTICE, s->log, 0,
                   "mpn: redis %V: replica at %s", &s->conf->sentinel,
                   node->name);

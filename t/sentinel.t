@@ -41,16 +41,22 @@ sub seed {
     $set->replicated;
 }
 
+# nginx with two workers on the Sentinels; %o: cache, redis (more
+# mpn_redis parameters), addr and master (other Sentinels), t (restart it),
+# down (expect no partner let in)
 sub nginx {
     my (%o) = @_;
-    my $t = MpnTest->new;
+    my $t = $o{t} || MpnTest->new;
     setup_html($t);
-    $t->write_nginx_conf(cache_conf(addr => $set->sentinel_addrs,
-        redis => 'sentinel=mymaster connect_timeout=500ms timeout=500ms '
+    $t->stop_nginx if $o{t};
+    $t->write_nginx_conf(cache_conf(addr => $o{addr} // $set->sentinel_addrs,
+        redis => 'sentinel=' . ($o{master} // 'mymaster')
+                 . ' connect_timeout=500ms timeout=500ms '
                  . ($o{redis} // ''),
         (defined $o{cache} ? (cache => $o{cache}) : ())),
         workers => 2);
     $t->start_nginx;
+    return $t if $o{down};
     ok(poll(sub { (get_id($t, 'p00'))[1] eq 'allow/ok' }, 10),
         'an active partner is let in') or diag($t->error_log);
     return $t;
@@ -210,6 +216,50 @@ subtest 'read=replica: the replica, the primary while it is stopped' => sub {
     report('read=replica, primary stopped', $s);
 
     $t->stop_nginx;
+    $t->check_error_log;
+};
+
+subtest 'a Sentinel ACL user; a server that is no primary is not used' => sub {
+    my $primary = $set->primary;
+    my ($replica) = $set->replicas;
+    ok(MpnSentinel::wait_until(sub { $replica->client->cmd('ROLE')->[0] eq 'slave' }, 20),
+        'the old primary was turned into a replica');
+
+    # a Sentinel of its own, that nginx must log in to, and that names the
+    # replica as the primary of "bogus"
+    my $sen = MpnRedis->start(sentinel => 1, marker => 0, conf => [
+        'user default off',
+        'user mpn-sentinel on >sentinel-secret -@all +auth +ping'
+            . ' +sentinel|get-master-addr-by-name +sentinel|replicas'
+            . ' +subscribe &+switch-master',
+        'sentinel monitor gate 127.0.0.1 ' . $primary->port . ' 1',
+        'sentinel monitor bogus 127.0.0.1 ' . $replica->port . ' 1' ]);
+    my $addr = '127.0.0.1:' . $sen->port;
+
+    my $t = MpnTest->new;
+    my $pw = $t->write_file('sentinel.pw', "sentinel-secret\n");
+    my $wrong = $t->write_file('wrong.pw', "not-the-sentinel-secret\n");
+    my $user = "sentinel_user=mpn-sentinel sentinel_password_file=";
+
+    $t = nginx(t => $t, addr => $addr, master => 'gate', redis => "$user$pw");
+    $t = nginx(t => $t, addr => $addr, master => 'gate', redis => "$user$wrong",
+               down => 1);
+    sleep(1);
+    is((get_id($t, 'p00'))[0], 503, 'a wrong Sentinel password: 503');
+    ok(poll(sub { $t->error_log =~ /mpn: redis \Q$addr\E: sentinel: AUTH failed: WRONGPASS/ }, 5),
+        'the failed AUTH is logged, naming the Sentinel');
+    unlike($t->error_log, qr/not-the-sentinel-secret/, 'but never the password');
+
+    $t = nginx(t => $t, addr => $addr, master => 'bogus', redis => "$user$pw",
+               down => 1);
+    sleep(1);
+    is((get_id($t, 'p00'))[0], 503, 'the server named is a replica: 503');
+    my $rp = $replica->port;
+    ok(poll(sub { $t->error_log =~ /mpn: redis bogus: 127\.0\.0\.1:$rp is no primary \(ROLE\), not used/ }, 5),
+        'it was asked, and not used');
+
+    $t->stop_nginx;
+    $sen->stop;
     $t->check_error_log;
 };
 
