@@ -200,6 +200,7 @@ subtest 'JSON and Prometheus, two workers, counted once each' => sub {
         mpn_cache_size_bytes => 'gauge', mpn_redis_requests_total => 'counter',
         mpn_redis_errors_total => 'counter', mpn_redis_timeouts_total => 'counter',
         mpn_redis_reconnects_total => 'counter', mpn_redis_retries_total => 'counter',
+        mpn_redis_failovers_total => 'counter',
         mpn_redis_latency_seconds => 'histogram', mpn_invalidations_total => 'counter',
         mpn_token_cache_hits_total => 'counter', mpn_token_cache_misses_total => 'counter',
         mpn_aborted_total => 'counter',
