@@ -1056,7 +1056,9 @@ ngx_http_mpn_redis_write_cmd(ngx_http_mpn_redis_conn_t *rc,
 
     ngx_queue_insert_tail(&rc->sent, &cmd->queue);
 
-    if (rc->counted && cmd->setup == NULL) {
+    if (rc->counted && cmd->setup == NULL
+        && !(cmd->flags & NGX_HTTP_MPN_REDIS_QUIET))
+    {
         ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_REQUESTS);
     }
 
@@ -1222,7 +1224,7 @@ ngx_http_mpn_redis_dispatch(ngx_http_mpn_redis_conn_t *rc, redisReply *reply)
         return;
     }
 
-    if (rc->counted) {
+    if (rc->counted && !(cmd->flags & NGX_HTTP_MPN_REDIS_QUIET)) {
         ngx_http_mpn_status_latency(ngx_http_mpn_usec() - cmd->sent_usec);
 
         if (reply->type == REDIS_REPLY_ERROR
@@ -1429,7 +1431,7 @@ ngx_http_mpn_redis_fail(ngx_http_mpn_redis_conn_t *rc, ngx_queue_t *cmds)
         cmd = ngx_queue_data(q, ngx_http_mpn_redis_cmd_t, queue);
         ngx_queue_remove(q);
 
-        if (rc->counted) {
+        if (rc->counted && !(cmd->flags & NGX_HTTP_MPN_REDIS_QUIET)) {
             ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);
         }
 
@@ -1536,6 +1538,11 @@ ngx_uint_t
 ngx_http_mpn_redis_ready(void)
 {
     ngx_http_mpn_redis_conn_t  *rc = &ngx_http_mpn_redis_lookups;
+
+    if (rc->conf == NULL) {
+        /* no mpn_redis (an mpn_status page alone) */
+        return 0;
+    }
 
     if (rc->conf->read_replica && ngx_http_mpn_sentinel_replica() != NULL) {
         return 1;

@@ -32,6 +32,8 @@
 #define NGX_HTTP_MPN_REDIS_PUSH   0x02
 /* a nil reply is handed on only once a probe sent after it succeeded */
 #define NGX_HTTP_MPN_REDIS_CONFIRM_NIL  0x04
+/* not in the mpn_redis_* metrics, which count lookups (a PING) */
+#define NGX_HTTP_MPN_REDIS_QUIET  0x08
 
 
 typedef struct ngx_http_mpn_redis_conn_s  ngx_http_mpn_redis_conn_t;

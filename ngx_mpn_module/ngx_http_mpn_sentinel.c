@@ -968,7 +968,8 @@ ngx_http_mpn_sentinel_ping(ngx_http_mpn_sentinel_node_t *node)
     argv[0] = "PING";
     len[0] = 4;
 
-    if (ngx_http_mpn_redis_send(&node->conn, 1, argv, len, 0,
+    if (ngx_http_mpn_redis_send(&node->conn, 1, argv, len,
+                                NGX_HTTP_MPN_REDIS_QUIET,
                                 ngx_http_mpn_sentinel_ping_reply, node)
         != NULL)
     {
@@ -1123,7 +1124,7 @@ ngx_http_mpn_sentinel_watch_primary(ngx_http_mpn_redis_conn_t *rc)
     argv[0] = "PING";
     len[0] = 4;
 
-    if (ngx_http_mpn_redis_send(rc, 1, argv, len, 0,
+    if (ngx_http_mpn_redis_send(rc, 1, argv, len, NGX_HTTP_MPN_REDIS_QUIET,
                                 ngx_http_mpn_sentinel_primary_pong, NULL)
         != NULL)
     {

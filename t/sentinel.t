@@ -188,6 +188,11 @@ subtest 'read=replica: the replica, the primary while it is stopped' => sub {
     get_id($t, $_) for @IDS;
     is(gets_on($primary), $pg, 'and not the primary');
 
+    my $req = status_json($t)->{redis}{requests};
+    sleep(2.2);
+    is(status_json($t)->{redis}{requests}, $req,
+        'the PINGs that measure the replicas are no requests');
+
     my $l = load_start($t);
     sleep(0.5);
     $set->signal($replica, 'STOP');
