@@ -143,7 +143,9 @@ subtest 'SENTINEL FAILOVER under load, no cache' => sub {
     sleep(1);
     my $s = load_stop($l);
     report('failover, no cache', $s);
-    $t->{window_plain} = $s;
+    my $redis = status_json($t)->{redis};
+    diag("failover, no cache: lookups sent once more: $redis->{retries}, "
+         . "reconnects: $redis->{reconnects}");
 
     like($t->error_log,
         qr/mpn: redis mymaster: failover: primary now at 127\.0\.0\.1:${\ $new->port }/,
@@ -152,6 +154,31 @@ subtest 'SENTINEL FAILOVER under load, no cache' => sub {
     my $g = gets_on($new);
     get_id($t, 'p02');
     cmp_ok(gets_on($new), '>', $g, 'lookups go to the new primary');
+
+    $t->stop_nginx;
+    $t->check_error_log;
+};
+
+subtest 'a lookup in flight on a lost connection is sent once more' => sub {
+    my $t = nginx(redis => 'timeout=2s');
+    my $retries = status_json($t)->{redis}{retries};
+
+    # the primary is busy for 300 ms, then closes its clients (as Sentinel
+    # does to the servers it reconfigures): the GET sent meanwhile is lost
+    my $c = $set->primary->client;
+    $c->send_raw(MpnRedis::Client::encode('EVAL',
+        "local s = redis.call('TIME') repeat local n = redis.call('TIME') "
+        . "until (n[1] - s[1]) * 1000000 + n[2] - s[2] > 300000 return 1",
+        0)
+        . MpnRedis::Client::encode('CLIENT', 'KILL', 'TYPE', 'normal',
+                                   'SKIPME', 'yes'));
+    sleep(0.1);
+    my @r = get_id($t, 'p05');
+    is_deeply([ $c->reply, ($c->reply > 0 ? 'killed' : 'none') ],
+              [ 1, 'killed' ], 'the connections were closed');
+    is("$r[0] $r[1]", '200 allow/ok', 'the lookup was answered all the same');
+    is(status_json($t)->{redis}{retries}, $retries + 1,
+        'on the next connection (mpn_redis_retries_total)');
 
     $t->stop_nginx;
     $t->check_error_log;
