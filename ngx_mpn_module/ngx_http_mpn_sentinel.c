@@ -22,6 +22,7 @@
 
 #include "ngx_http_mpn_sentinel.h"
 #include "ngx_http_mpn_status.h"
+#include "mpn_sentinel.h"
 
 
 #define NGX_HTTP_MPN_SENTINEL_TICK      1000    /* ms: ask again, PING */
@@ -123,8 +124,8 @@ static void ngx_http_mpn_sentinel_watch_primary(
 static void ngx_http_mpn_sentinel_primary_pong(void *data, void *reply);
 static ngx_http_mpn_sentinel_node_t *ngx_http_mpn_sentinel_nearest(void);
 static void ngx_http_mpn_sentinel_tick(ngx_event_t *ev);
-static ngx_int_t ngx_http_mpn_sentinel_sockaddr(redisReply *host,
-    redisReply *port, ngx_sockaddr_t *sa, socklen_t *len);
+static ngx_int_t ngx_http_mpn_sentinel_sockaddr(mpn_sentinel_addr_t *a,
+    ngx_sockaddr_t *sa, socklen_t *len);
 static void ngx_http_mpn_sentinel_tls_name(ngx_http_mpn_redis_conf_t *conf,
     u_char *buf, ngx_sockaddr_t *sa, socklen_t len);
 
@@ -152,8 +153,8 @@ ngx_http_mpn_sentinel_init_process(ngx_cycle_t *cycle,
     s->log = cycle->log;
 
     s->nsentinels = conf->seeds->nelts;
-    s->sentinels = ngx_pcalloc(cycle->pool, s->nsentinels
-                                            * sizeof(ngx_http_mpn_redis_conf_t));
+    s->sentinels = ngx_pcalloc(cycle->pool,
+                               s->nsentinels * sizeof(*s->sentinels));
     if (s->sentinels == NULL) {
         return;
     }
@@ -353,12 +354,10 @@ ngx_http_mpn_sentinel_watch_ready(ngx_http_mpn_redis_conn_t *rc)
 static void
 ngx_http_mpn_sentinel_watch_reply(void *data, void *reply)
 {
-    u_char                   *p, *last, *f[5];
-    size_t                    l[5];
     socklen_t                 len;
-    ngx_uint_t                n;
-    redisReply               *r = reply, *m, host, port;
+    redisReply               *r = reply, *m;
     ngx_sockaddr_t            sa;
+    mpn_sentinel_addr_t       to;
     ngx_http_mpn_sentinel_t  *s = &ngx_http_mpn_sentinel;
 
     if (r == NULL || s->exiting || r->type != REDIS_REPLY_ARRAY
@@ -384,36 +383,16 @@ ngx_http_mpn_sentinel_watch_reply(void *data, void *reply)
         return;
     }
 
-    p = (u_char *) m->str;
-    last = p + m->len;
-
-    for (n = 0; n < 5 && p < last; n++) {
-        f[n] = p;
-
-        while (p < last && *p != ' ') {
-            p++;
-        }
-
-        l[n] = p - f[n];
-        p++;
-    }
-
-    if (n != 5 || l[0] != s->conf->sentinel.len
-        || ngx_strncmp(f[0], s->conf->sentinel.data, l[0]) != 0)
+    if (mpn_sentinel_switch(m->str, m->len,
+                            (const char *) s->conf->sentinel.data,
+                            s->conf->sentinel.len, &to)
+        != 0)
     {
+        /* another master's */
         return;
     }
 
-    ngx_memzero(&host, sizeof(redisReply));
-    host.type = REDIS_REPLY_STRING;
-    host.str = (char *) f[3];
-    host.len = l[3];
-
-    port = host;
-    port.str = (char *) f[4];
-    port.len = l[4];
-
-    if (ngx_http_mpn_sentinel_sockaddr(&host, &port, &sa, &len) != NGX_OK) {
+    if (ngx_http_mpn_sentinel_sockaddr(&to, &sa, &len) != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, s->log, 0,
                       "mpn: redis %V: unusable +switch-master \"%*s\"",
                       &s->conf->sentinel, (size_t) ngx_min(m->len, 200),
@@ -465,9 +444,11 @@ ngx_http_mpn_sentinel_primary_reply(void *data, void *reply)
     socklen_t                 len;
     redisReply               *r = reply;
     ngx_sockaddr_t            sa;
+    mpn_sentinel_addr_t       addr;
     ngx_http_mpn_sentinel_t  *s = &ngx_http_mpn_sentinel;
 
     s->querying = 0;
+    addr.port = -1;
 
     if (s->exiting) {
         return;
@@ -475,9 +456,17 @@ ngx_http_mpn_sentinel_primary_reply(void *data, void *reply)
 
     if (r != NULL
         && r->type == REDIS_REPLY_ARRAY && r->elements == 2
-        && ngx_http_mpn_sentinel_sockaddr(r->element[0], r->element[1],
-                                          &sa, &len)
-           == NGX_OK)
+        && r->element[0]->type == REDIS_REPLY_STRING
+        && r->element[1]->type == REDIS_REPLY_STRING)
+    {
+        addr.host = r->element[0]->str;
+        addr.host_len = r->element[0]->len;
+        addr.port = mpn_sentinel_port(r->element[1]->str,
+                                      r->element[1]->len);
+    }
+
+    if (addr.port != -1
+        && ngx_http_mpn_sentinel_sockaddr(&addr, &sa, &len) == NGX_OK)
     {
         ngx_http_mpn_sentinel_set_primary(&sa, len, 0);
 
@@ -784,51 +773,22 @@ ngx_http_mpn_sentinel_replicas_reply(void *data, void *reply)
 }
 
 
-/* one replica: name, ip, port, ..., flags, ... as field/value pairs */
+/* one entry of SENTINEL REPLICAS */
 
 static void
 ngx_http_mpn_sentinel_replica_seen(redisReply *r)
 {
     size_t                         i, n;
     socklen_t                      len;
-    redisReply                    *f, *v, *ip, *port, *flags;
     ngx_sockaddr_t                 sa;
+    mpn_sentinel_addr_t            addr;
     ngx_http_mpn_sentinel_node_t  *node, *free;
     ngx_http_mpn_sentinel_t       *s = &ngx_http_mpn_sentinel;
 
-    ip = NULL;
-    port = NULL;
-    flags = NULL;
+    /* one flagged down or disconnected is left out, and so dropped */
 
-    for (i = 0; i + 1 < r->elements; i += 2) {
-        f = r->element[i];
-        v = r->element[i + 1];
-
-        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) {
-            continue;
-        }
-
-        if (f->len == 2 && ngx_strncmp(f->str, "ip", 2) == 0) {
-            ip = v;
-
-        } else if (f->len == 4 && ngx_strncmp(f->str, "port", 4) == 0) {
-            port = v;
-
-        } else if (f->len == 5 && ngx_strncmp(f->str, "flags", 5) == 0) {
-            flags = v;
-        }
-    }
-
-    if (ip == NULL || port == NULL || flags == NULL
-        || ngx_strlcasestrn((u_char *) flags->str,
-                            (u_char *) flags->str + flags->len,
-                            (u_char *) "down", 4 - 1)
-           != NULL
-        || ngx_strlcasestrn((u_char *) flags->str,
-                            (u_char *) flags->str + flags->len,
-                            (u_char *) "disconnected", 12 - 1)
-           != NULL
-        || ngx_http_mpn_sentinel_sockaddr(ip, port, &sa, &len) != NGX_OK)
+    if (mpn_sentinel_replica(r, &addr) != 1
+        || ngx_http_mpn_sentinel_sockaddr(&addr, &sa, &len) != NGX_OK)
     {
         return;
     }
@@ -1143,42 +1103,34 @@ ngx_http_mpn_sentinel_primary_pong(void *data, void *reply)
 /* an address as Sentinel gives it: a literal IPv4 or IPv6 one */
 
 static ngx_int_t
-ngx_http_mpn_sentinel_sockaddr(redisReply *host, redisReply *port,
-    ngx_sockaddr_t *sa, socklen_t *len)
+ngx_http_mpn_sentinel_sockaddr(mpn_sentinel_addr_t *a, ngx_sockaddr_t *sa,
+    socklen_t *len)
 {
-    ngx_int_t  p;
+    in_port_t  p;
     in_addr_t  inaddr;
 
-    if (host->type != REDIS_REPLY_STRING || port->type != REDIS_REPLY_STRING) {
-        return NGX_ERROR;
-    }
-
-    p = ngx_atoi((u_char *) port->str, port->len);
-
-    if (p < 1 || p > 65535) {
-        return NGX_ERROR;
-    }
+    p = (in_port_t) a->port;
 
     ngx_memzero(sa, sizeof(ngx_sockaddr_t));
 
-    inaddr = ngx_inet_addr((u_char *) host->str, host->len);
+    inaddr = ngx_inet_addr((u_char *) a->host, a->host_len);
 
     if (inaddr != INADDR_NONE) {
         sa->sockaddr_in.sin_family = AF_INET;
         sa->sockaddr_in.sin_addr.s_addr = inaddr;
-        sa->sockaddr_in.sin_port = htons((in_port_t) p);
+        sa->sockaddr_in.sin_port = htons(p);
         *len = sizeof(struct sockaddr_in);
         return NGX_OK;
     }
 
 #if (NGX_HAVE_INET6)
 
-    if (ngx_inet6_addr((u_char *) host->str, host->len,
+    if (ngx_inet6_addr((u_char *) a->host, a->host_len,
                        sa->sockaddr_in6.sin6_addr.s6_addr)
         == NGX_OK)
     {
         sa->sockaddr_in6.sin6_family = AF_INET6;
-        sa->sockaddr_in6.sin6_port = htons((in_port_t) p);
+        sa->sockaddr_in6.sin6_port = htons(p);
         *len = sizeof(struct sockaddr_in6);
         return NGX_OK;
     }
