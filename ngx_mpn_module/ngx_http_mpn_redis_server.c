@@ -367,6 +367,12 @@ ngx_http_mpn_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (rc->sentinel.len) {
+        /* the data is the master's, wherever it is: logs and the cache's
+         * source name it, not the first Sentinel */
+        rc->addr_text = rc->sentinel;
+    }
+
     mcf->redis = rc;
 
     return NGX_CONF_OK;

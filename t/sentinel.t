@@ -322,6 +322,8 @@ subtest 'kill -9 of the primary: recovery without a reload' => sub {
     is($t->{pids}{nginx}, $pid, 'no reload, no restart');
     like($t->error_log, qr/failover: primary now at 127\.0\.0\.1:${\ $new->port }/,
         'the new primary is logged');
+    like($t->error_log, qr/mpn: redis mymaster is unavailable, client:/,
+        'a refused request names the master, not a Sentinel');
 
     $t->stop_nginx;
     $t->check_error_log;
