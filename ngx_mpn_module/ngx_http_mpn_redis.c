@@ -784,8 +784,10 @@ ngx_http_mpn_redis_settle_nils(ngx_http_mpn_redis_conn_t *rc)
 static void
 ngx_http_mpn_redis_unready(ngx_http_mpn_redis_conn_t *rc, redisReply *reply)
 {
-    ngx_str_t                   option;
+    u_char                      buf[512];
+    ngx_str_t                   option, where;
     ngx_queue_t                 held;
+    ngx_http_mpn_redis_seed_t  *seed;
     ngx_http_mpn_redis_conf_t  *conf = rc->conf;
 
     /* one line when it happens, then one a minute while it lasts */
@@ -814,15 +816,32 @@ ngx_http_mpn_redis_unready(ngx_http_mpn_redis_conn_t *rc, redisReply *reply)
                 ngx_str_set(&option, " --marker ");
             }
 
+            /* mpnctl finds the primary as the module does */
+
+            where.data = buf;
+
+            if (conf->sentinel.len) {
+                seed = conf->seeds->elts;
+                where.len = ngx_snprintf(buf, sizeof(buf),
+                                         "--sentinel %V --redis %V",
+                                         &conf->sentinel, &seed[0].text)
+                            - buf;
+
+            } else {
+                where.len = ngx_snprintf(buf, sizeof(buf), "--redis %V",
+                                         &conf->addr_text)
+                            - buf;
+            }
+
             ngx_log_error(NGX_LOG_ERR, rc->log, 0,
                           "mpn: redis %V database %i: no dataset marker "
                           "\"%V\", so lookups fail until it exists: is "
                           "this the right server and database, or was its "
                           "data lost?  Once the records are there, write "
-                          "the marker with \"mpnctl --redis %V --db %i "
+                          "the marker with \"mpnctl %V --db %i "
                           "init%V%V\"",
                           &conf->addr_text, conf->db, rc->probe,
-                          &conf->addr_text, conf->db, &option,
+                          &where, conf->db, &option,
                           option.len ? rc->probe : &option);
         }
     }

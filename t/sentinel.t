@@ -329,6 +329,21 @@ subtest 'kill -9 of the primary: recovery without a reload' => sub {
     $t->check_error_log;
 };
 
+subtest 'no dataset marker: the line says how to write it through Sentinel' => sub {
+    my $t = nginx();
+    my $c = $set->primary->client;
+    my $marker = $c->cmd('GET', 'mpn:meta');
+    $c->cmd('DEL', 'mpn:meta');
+    ok(poll(sub { (get_id($t, 'p06'))[0] == 503 }, 5), 'no marker: 503');
+    my $s1 = ($set->sentinels)[0]->port;
+    ok(poll(sub { $t->error_log =~ /no dataset marker "mpn:meta".*"mpnctl --sentinel mymaster --redis 127\.0\.0\.1:$s1 --db 0 init"/ }, 5),
+        'the mpnctl line names the master and a Sentinel');
+    $c->cmd('SET', 'mpn:meta', $marker);
+    ok(poll(sub { (get_id($t, 'p06'))[1] eq 'allow/ok' }, 5), 'back');
+    $t->stop_nginx;
+    $t->check_error_log;
+};
+
 $set->stop;
 
 done_testing;
