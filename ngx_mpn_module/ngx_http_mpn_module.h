@@ -87,11 +87,15 @@ typedef struct {
     ngx_str_t                  tls_name;     /* NUL-terminated */
     ngx_flag_t                 tls_verify;
     ngx_array_t               *seeds;        /* of ngx_http_mpn_redis_seed_t */
+    ngx_str_t                  sentinel;     /* the master's name, or none */
+    ngx_str_t                  sentinel_user;
+    ngx_str_t                  sentinel_password;  /* never logged */
     unsigned                   cluster:1;
     unsigned                   read_replica:1;
     unsigned                   tls:1;
     unsigned                   is_unix:1;
     unsigned                   numeric:1;    /* a literal address */
+    unsigned                   tls_name_set:1;  /* else each host's own */
 } ngx_http_mpn_redis_conf_t;
 
 

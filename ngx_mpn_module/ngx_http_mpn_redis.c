@@ -3,7 +3,8 @@
  *
  * A connection goes DOWN -> LOCATING (the topology picks the address,
  * maybe resolving a name) -> CONNECTING -> HANDSHAKE (TLS only) -> SETUP
- * (AUTH, SELECT, then the marker check: every reply must be OK) -> READY,
+ * (AUTH, SELECT, ROLE where the owner expects a primary, then the marker
+ * check: every reply must be OK, ROLE "master") -> READY,
  * or UNREADY while the marker is missing.  A connect timer bounds the
  * opening: connect_timeout up to the end of the TLS handshake, then
  * timeout for the set-up replies.  Commands are redisFormatCommandArgv()
@@ -24,6 +25,7 @@
 
 #include "ngx_http_mpn_redis.h"
 #include "ngx_http_mpn_cluster.h"
+#include "ngx_http_mpn_sentinel.h"
 #include "ngx_http_mpn_status.h"
 
 
@@ -195,6 +197,27 @@ ngx_uint_t
 ngx_http_mpn_redis_conn_ready(ngx_http_mpn_redis_conn_t *rc)
 {
     return rc->state == NGX_HTTP_MPN_REDIS_READY;
+}
+
+
+ngx_uint_t
+ngx_http_mpn_redis_conn_locating(ngx_http_mpn_redis_conn_t *rc)
+{
+    return rc->state == NGX_HTTP_MPN_REDIS_LOCATING;
+}
+
+
+void
+ngx_http_mpn_redis_conn_retry_now(ngx_http_mpn_redis_conn_t *rc)
+{
+    if (rc->state != NGX_HTTP_MPN_REDIS_DOWN || !rc->reconnect.timer_set) {
+        return;
+    }
+
+    ngx_del_timer(&rc->reconnect);
+    rc->backoff = NGX_HTTP_MPN_BACKOFF_MIN;
+
+    ngx_http_mpn_redis_attempt(&rc->reconnect);
 }
 
 
@@ -486,6 +509,19 @@ ngx_http_mpn_redis_setup(ngx_http_mpn_redis_conn_t *rc)
         }
     }
 
+    if (rc->expect_primary) {
+        /* a primary demoted by a failover still answers: ask it */
+        argv[0] = "ROLE";
+        argvlen[0] = 4;
+
+        if (ngx_http_mpn_redis_setup_cmd(rc, "ROLE", 1, argv, argvlen)
+            != NGX_OK)
+        {
+            ngx_http_mpn_redis_conn_failed(rc);
+            return;
+        }
+    }
+
     if (rc->setup == 0 && rc->probe != NULL) {
         /* no AUTH, no SELECT: the marker check goes first */
 
@@ -566,6 +602,21 @@ ngx_http_mpn_redis_setup_reply(ngx_http_mpn_redis_conn_t *rc,
         }
 
         /* unready: start over later */
+        ngx_http_mpn_redis_conn_failed(rc);
+        return;
+    }
+
+    if (cmd->setup[0] == 'R'
+        && (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0
+            || reply->element[0]->type != REDIS_REPLY_STRING
+            || reply->element[0]->len != 6
+            || ngx_strncmp(reply->element[0]->str, "master", 6) != 0))
+    {
+        ngx_http_mpn_log_limited(&rc->error_limit, rc->log,
+                                 "mpn: redis %V: %s%V is no primary (ROLE), "
+                                 "not used", &rc->conf->addr_text, rc->role,
+                                 &rc->peer_name);
+
         ngx_http_mpn_redis_conn_failed(rc);
         return;
     }
@@ -734,8 +785,10 @@ ngx_http_mpn_redis_settle_nils(ngx_http_mpn_redis_conn_t *rc)
 static void
 ngx_http_mpn_redis_unready(ngx_http_mpn_redis_conn_t *rc, redisReply *reply)
 {
-    ngx_str_t                   option;
+    u_char                      buf[512];
+    ngx_str_t                   option, where;
     ngx_queue_t                 held;
+    ngx_http_mpn_redis_seed_t  *seed;
     ngx_http_mpn_redis_conf_t  *conf = rc->conf;
 
     /* one line when it happens, then one a minute while it lasts */
@@ -764,15 +817,32 @@ ngx_http_mpn_redis_unready(ngx_http_mpn_redis_conn_t *rc, redisReply *reply)
                 ngx_str_set(&option, " --marker ");
             }
 
+            /* mpnctl finds the primary as the module does */
+
+            where.data = buf;
+
+            if (conf->sentinel.len) {
+                seed = conf->seeds->elts;
+                where.len = ngx_snprintf(buf, sizeof(buf),
+                                         "--sentinel %V --redis %V",
+                                         &conf->sentinel, &seed[0].text)
+                            - buf;
+
+            } else {
+                where.len = ngx_snprintf(buf, sizeof(buf), "--redis %V",
+                                         &conf->addr_text)
+                            - buf;
+            }
+
             ngx_log_error(NGX_LOG_ERR, rc->log, 0,
                           "mpn: redis %V database %i: no dataset marker "
                           "\"%V\", so lookups fail until it exists: is "
                           "this the right server and database, or was its "
                           "data lost?  Once the records are there, write "
-                          "the marker with \"mpnctl --redis %V --db %i "
+                          "the marker with \"mpnctl %V --db %i "
                           "init%V%V\"",
                           &conf->addr_text, conf->db, rc->probe,
-                          &conf->addr_text, conf->db, &option,
+                          &where, conf->db, &option,
                           option.len ? rc->probe : &option);
         }
     }
@@ -1006,7 +1076,9 @@ ngx_http_mpn_redis_write_cmd(ngx_http_mpn_redis_conn_t *rc,
 
     ngx_queue_insert_tail(&rc->sent, &cmd->queue);
 
-    if (rc->counted && cmd->setup == NULL) {
+    if (rc->counted && cmd->setup == NULL
+        && !(cmd->flags & NGX_HTTP_MPN_REDIS_QUIET))
+    {
         ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_REQUESTS);
     }
 
@@ -1172,7 +1244,7 @@ ngx_http_mpn_redis_dispatch(ngx_http_mpn_redis_conn_t *rc, redisReply *reply)
         return;
     }
 
-    if (rc->counted) {
+    if (rc->counted && !(cmd->flags & NGX_HTTP_MPN_REDIS_QUIET)) {
         ngx_http_mpn_status_latency(ngx_http_mpn_usec() - cmd->sent_usec);
 
         if (reply->type == REDIS_REPLY_ERROR
@@ -1379,7 +1451,7 @@ ngx_http_mpn_redis_fail(ngx_http_mpn_redis_conn_t *rc, ngx_queue_t *cmds)
         cmd = ngx_queue_data(q, ngx_http_mpn_redis_cmd_t, queue);
         ngx_queue_remove(q);
 
-        if (rc->counted) {
+        if (rc->counted && !(cmd->flags & NGX_HTTP_MPN_REDIS_QUIET)) {
             ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);
         }
 
@@ -1466,6 +1538,12 @@ ngx_http_mpn_redis_init_process(ngx_cycle_t *cycle,
     rc->probe = mcf->redis->marker.len ? &mcf->redis->marker : NULL;
     rc->counted = 1;
 
+    if (mcf->redis->sentinel.len) {
+        /* the primary as the Sentinels name it */
+        ngx_http_mpn_sentinel_init_process(cycle, mcf->redis);
+        ngx_http_mpn_sentinel_attach(rc, 0);
+    }
+
     ngx_http_mpn_redis_conn_start(rc, cycle);
 }
 
@@ -1473,28 +1551,40 @@ ngx_http_mpn_redis_init_process(ngx_cycle_t *cycle,
 void
 ngx_http_mpn_redis_exit_process(void)
 {
-    if (ngx_http_mpn_redis_lookups.conf != NULL
-        && ngx_http_mpn_redis_lookups.conf->cluster)
-    {
+    ngx_http_mpn_redis_conn_t  *rc = &ngx_http_mpn_redis_lookups;
+
+    if (rc->conf != NULL && rc->conf->cluster) {
         ngx_http_mpn_cluster_exit_process();
         return;
     }
 
-    ngx_http_mpn_redis_conn_close(&ngx_http_mpn_redis_lookups);
+    ngx_http_mpn_redis_conn_close(rc);
+
+    if (rc->conf != NULL && rc->conf->sentinel.len) {
+        ngx_http_mpn_sentinel_exit_process();
+    }
 }
 
 
 ngx_uint_t
 ngx_http_mpn_redis_ready(void)
 {
-    /* mpn_status may ask without mpn_redis: no conf then */
-    if (ngx_http_mpn_redis_lookups.conf != NULL
-        && ngx_http_mpn_redis_lookups.conf->cluster)
-    {
+    ngx_http_mpn_redis_conn_t  *rc = &ngx_http_mpn_redis_lookups;
+
+    if (rc->conf == NULL) {
+        /* no mpn_redis (an mpn_status page alone) */
+        return 0;
+    }
+
+    if (rc->conf->cluster) {
         return ngx_http_mpn_cluster_ready();
     }
 
-    return ngx_http_mpn_redis_conn_ready(&ngx_http_mpn_redis_lookups);
+    if (rc->conf->read_replica && ngx_http_mpn_sentinel_replica() != NULL) {
+        return 1;
+    }
+
+    return ngx_http_mpn_redis_conn_ready(rc);
 }
 
 
@@ -1502,12 +1592,15 @@ void *
 ngx_http_mpn_redis_get(ngx_str_t *key, ngx_http_mpn_reply_pt handler,
     void *data)
 {
-    void                      *lookup;
-    size_t                     argvlen[2];
-    const char                *argv[2];
-    ngx_http_mpn_redis_cmd_t  *cmd;
+    void                       *lookup;
+    size_t                      argvlen[2];
+    const char                 *argv[2];
+    ngx_http_mpn_redis_cmd_t   *cmd;
+    ngx_http_mpn_redis_conn_t  *rc, *replica;
 
-    if (ngx_http_mpn_redis_lookups.conf->cluster) {
+    rc = &ngx_http_mpn_redis_lookups;
+
+    if (rc->conf->cluster) {
         lookup = ngx_http_mpn_cluster_get(key, handler, data);
 
         if (lookup == NULL) {
@@ -1517,6 +1610,15 @@ ngx_http_mpn_redis_get(ngx_str_t *key, ngx_http_mpn_reply_pt handler,
         return lookup;
     }
 
+    if (rc->conf->read_replica) {
+        /* the nearest replica that answers, else the primary */
+        replica = ngx_http_mpn_sentinel_replica();
+
+        if (replica != NULL) {
+            rc = replica;
+        }
+    }
+
     argv[0] = "GET";
     argvlen[0] = 3;
     argv[1] = (const char *) key->data;
@@ -1524,8 +1626,7 @@ ngx_http_mpn_redis_get(ngx_str_t *key, ngx_http_mpn_reply_pt handler,
 
     /* GET is idempotent: it may be sent again after a loss */
 
-    cmd = ngx_http_mpn_redis_send(&ngx_http_mpn_redis_lookups, 2, argv,
-                                  argvlen,
+    cmd = ngx_http_mpn_redis_send(rc, 2, argv, argvlen,
                                   NGX_HTTP_MPN_REDIS_RETRY
                                   |NGX_HTTP_MPN_REDIS_CONFIRM_NIL,
                                   handler, data);

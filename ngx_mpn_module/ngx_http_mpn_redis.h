@@ -32,6 +32,8 @@
 #define NGX_HTTP_MPN_REDIS_PUSH   0x02
 /* a nil reply is handed on only once a probe sent after it succeeded */
 #define NGX_HTTP_MPN_REDIS_CONFIRM_NIL  0x04
+/* not in the mpn_redis_* metrics, which count lookups (a PING) */
+#define NGX_HTTP_MPN_REDIS_QUIET  0x08
 
 
 typedef struct ngx_http_mpn_redis_conn_s  ngx_http_mpn_redis_conn_t;
@@ -52,6 +54,7 @@ struct ngx_http_mpn_redis_conn_s {
     void                      *data;
     ngx_str_t                 *probe;        /* the dataset marker, or NULL */
     unsigned                   counted:1;    /* in mpn_redis_* metrics */
+    unsigned                   expect_primary:1;  /* ROLE must say master */
 
     /* the layer's own */
     ngx_log_t                 *log;
@@ -108,6 +111,10 @@ void ngx_http_mpn_redis_conn_connect(ngx_http_mpn_redis_conn_t *rc,
 void ngx_http_mpn_redis_conn_failed(ngx_http_mpn_redis_conn_t *rc);
 
 ngx_uint_t ngx_http_mpn_redis_conn_ready(ngx_http_mpn_redis_conn_t *rc);
+/* waiting for its locate callback to name an address */
+ngx_uint_t ngx_http_mpn_redis_conn_locating(ngx_http_mpn_redis_conn_t *rc);
+/* a connection waiting out its backoff tries again now */
+void ngx_http_mpn_redis_conn_retry_now(ngx_http_mpn_redis_conn_t *rc);
 
 /*
  * Queues a command: sent at once on a ready connection, on readiness on
@@ -133,6 +140,7 @@ char *ngx_http_mpn_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_mpn_redis_init_conf(ngx_conf_t *cf,
     ngx_http_mpn_redis_conf_t *rc);
 void ngx_http_mpn_redis_locate(ngx_http_mpn_redis_conn_t *rc);
+void ngx_http_mpn_redis_tls_name(ngx_str_t *name, ngx_str_t *host);
 void ngx_http_mpn_redis_locate_cancel(ngx_http_mpn_redis_conn_t *rc);
 #if (NGX_SSL)
 ngx_int_t ngx_http_mpn_redis_tls_start(ngx_http_mpn_redis_conn_t *rc,

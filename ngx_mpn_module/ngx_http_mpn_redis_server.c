@@ -21,7 +21,7 @@ static char *ngx_http_mpn_redis_address(ngx_conf_t *cf,
 static char *ngx_http_mpn_redis_seed(ngx_conf_t *cf,
     ngx_http_mpn_redis_conf_t *rc, ngx_str_t *value);
 static char *ngx_http_mpn_redis_password(ngx_conf_t *cf, ngx_str_t *path,
-    ngx_str_t *password);
+    const char *what, ngx_str_t *password);
 static char *ngx_http_mpn_redis_tls(ngx_conf_t *cf,
     ngx_http_mpn_redis_conf_t *rc);
 static void ngx_http_mpn_redis_resolved(ngx_resolver_ctx_t *ctx);
@@ -32,7 +32,8 @@ static void ngx_http_mpn_redis_connect_to(ngx_http_mpn_redis_conn_t *rc,
 /*
  * mpn_redis ADDRESS... [db=N] [user=NAME] [password_file=PATH] [tls]
  *           [tls_ca=PATH] [tls_cert=PATH tls_key=PATH] [tls_name=NAME]
- *           [tls_verify=on|off] [cluster] [read=primary|replica]
+ *           [tls_verify=on|off] [sentinel=MASTER] [sentinel_user=NAME]
+ *           [sentinel_password_file=PATH] [cluster] [read=primary|replica]
  *           [marker=KEY|off] [connect_timeout=T] [timeout=T]
  */
 
@@ -110,6 +111,42 @@ ngx_http_mpn_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "sentinel=", 9) == 0) {
+            rc->sentinel.data = value[i].data + 9;
+            rc->sentinel.len = value[i].len - 9;
+
+            if (rc->sentinel.len == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "sentinel_user=", 14) == 0) {
+            rc->sentinel_user.data = value[i].data + 14;
+            rc->sentinel_user.len = value[i].len - 14;
+
+            if (rc->sentinel_user.len == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "sentinel_password_file=", 23) == 0) {
+            s.data = value[i].data + 23;
+            s.len = value[i].len - 23;
+
+            if (ngx_http_mpn_redis_password(cf, &s, "sentinel_password_file",
+                                            &rc->sentinel_password)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
         if (ngx_strlchr(value[i].data, value[i].data + value[i].len, '=')
             == NULL
             && !(value[i].len == 3
@@ -148,7 +185,8 @@ ngx_http_mpn_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             s.data = value[i].data + 14;
             s.len = value[i].len - 14;
 
-            if (ngx_http_mpn_redis_password(cf, &s, &rc->password)
+            if (ngx_http_mpn_redis_password(cf, &s, "password_file",
+                                            &rc->password)
                 != NGX_CONF_OK)
             {
                 return NGX_CONF_ERROR;
@@ -187,6 +225,8 @@ ngx_http_mpn_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             if (rc->tls_name.len == 0) {
                 goto invalid;
             }
+
+            rc->tls_name_set = 1;
 
             continue;
         }
@@ -254,17 +294,50 @@ ngx_http_mpn_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         goto invalid;
     }
 
-    if (rc->seeds->nelts > 1 && !rc->cluster) {
+    if (rc->seeds->nelts > 1 && !rc->cluster && rc->sentinel.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "several addresses in \"mpn_redis\" need "
+                           "\"sentinel=\" (they are Sentinels) or "
                            "\"cluster\" (they are its seed nodes)");
         return NGX_CONF_ERROR;
     }
 
-    if (rc->read_replica && !rc->cluster) {
+    if (rc->read_replica && !rc->cluster && rc->sentinel.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"read=replica\" in \"mpn_redis\" needs "
-                           "\"cluster\"");
+                           "\"sentinel=\" or \"cluster\": they name "
+                           "the replicas");
+        return NGX_CONF_ERROR;
+    }
+
+    if (rc->sentinel.len && rc->cluster) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"sentinel=\" and \"cluster\" in "
+                           "\"mpn_redis\" cannot go together");
+        return NGX_CONF_ERROR;
+    }
+
+    if (rc->sentinel.len == 0
+        && (rc->sentinel_user.len || rc->sentinel_password.len))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"sentinel_*\" parameters of \"mpn_redis\" "
+                           "need \"sentinel=\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (rc->sentinel.len && rc->is_unix) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"sentinel=\" in \"mpn_redis\" needs "
+                           "host:port Sentinels, not \"%V\"",
+                           &rc->addr_text);
+        return NGX_CONF_ERROR;
+    }
+
+    if (rc->sentinel_user.len && rc->sentinel_password.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"sentinel_user=\" in \"mpn_redis\" needs "
+                           "\"sentinel_password_file=\"");
         return NGX_CONF_ERROR;
     }
 
@@ -292,6 +365,12 @@ ngx_http_mpn_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (ngx_http_mpn_redis_tls(cf, rc) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
+    }
+
+    if (rc->sentinel.len) {
+        /* the data is the master's, wherever it is: logs and the cache's
+         * source name it, not the first Sentinel */
+        rc->addr_text = rc->sentinel;
     }
 
     mcf->redis = rc;
@@ -405,13 +484,13 @@ ngx_http_mpn_redis_seed(ngx_conf_t *cf, ngx_http_mpn_redis_conf_t *rc,
 
 static char *
 ngx_http_mpn_redis_password(ngx_conf_t *cf, ngx_str_t *path,
-    ngx_str_t *password)
+    const char *what, ngx_str_t *password)
 {
     u_char     *p, *last;
     ngx_str_t   text;
 
-    if (ngx_http_mpn_conf_read_file(cf, path, 1024, "password_file",
-                                    "mpn_redis", &text)
+    if (ngx_http_mpn_conf_read_file(cf, path, 1024, what, "mpn_redis",
+                                    &text)
         != NGX_OK)
     {
         return NGX_CONF_ERROR;
@@ -427,7 +506,7 @@ ngx_http_mpn_redis_password(ngx_conf_t *cf, ngx_str_t *path,
 
     if (p == text.data) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "empty password_file \"%V\" in \"mpn_redis\"",
+                           "empty %s \"%V\" in \"mpn_redis\"", what,
                            path);
         return NGX_CONF_ERROR;
     }
@@ -492,12 +571,7 @@ ngx_http_mpn_redis_tls(ngx_conf_t *cf, ngx_http_mpn_redis_conf_t *rc)
     /* the name sent (SNI) and checked: tls_name, else the address's host */
 
     if (rc->tls_name.len == 0) {
-        rc->tls_name = rc->host;
-
-        if (rc->tls_name.len > 2 && rc->tls_name.data[0] == '[') {
-            rc->tls_name.data++;
-            rc->tls_name.len -= 2;
-        }
+        ngx_http_mpn_redis_tls_name(&rc->tls_name, &rc->host);
     }
 
     p = ngx_pnalloc(cf->pool, rc->tls_name.len + 1);
@@ -568,6 +642,20 @@ ngx_http_mpn_redis_tls(ngx_conf_t *cf, ngx_http_mpn_redis_conf_t *rc)
     return NGX_CONF_OK;
 
 #endif
+}
+
+
+/* the name a host is checked against by default: itself, unbracketed */
+
+void
+ngx_http_mpn_redis_tls_name(ngx_str_t *name, ngx_str_t *host)
+{
+    *name = *host;
+
+    if (name->len > 2 && name->data[0] == '[') {
+        name->data++;
+        name->len -= 2;
+    }
 }
 
 

@@ -21,6 +21,7 @@
 
 #include "ngx_http_mpn_redis.h"
 #include "ngx_http_mpn_cluster.h"
+#include "ngx_http_mpn_sentinel.h"
 #include "ngx_http_mpn_cache.h"
 #include "ngx_http_mpn_status.h"
 
@@ -90,6 +91,11 @@ ngx_http_mpn_subscriber_init_process(ngx_cycle_t *cycle,
     s->handover.handler = ngx_http_mpn_subscriber_handover;
     s->handover.data = s;
     s->handover.log = cycle->log;
+
+    if (mcf->redis->sentinel.len) {
+        /* PUBLISH is replicated: with read=replica, a replica will do */
+        ngx_http_mpn_sentinel_attach(&s->conn, 1);
+    }
 
     ngx_http_mpn_redis_conn_start(&s->conn, cycle);
 }
