@@ -1553,6 +1553,39 @@ ngx_http_mpn_redis_lookup_timed_out(void *lookup)
 
 
 /*
+ * A command about one key, on the connection that serves that key: the
+ * worker's lookup connection (in Cluster mode, the key's node).  It is not
+ * sent again after a loss, as a write may not be idempotent.  Returns a
+ * handle for ngx_http_mpn_redis_command_timed_out(), or NULL.
+ */
+
+void *
+ngx_http_mpn_redis_command(ngx_str_t *key, int argc, const char **argv,
+    const size_t *argvlen, ngx_http_mpn_reply_pt handler, void *data)
+{
+    ngx_http_mpn_redis_cmd_t  *cmd;
+
+    (void) key;
+
+    cmd = ngx_http_mpn_redis_send(&ngx_http_mpn_redis_lookups, argc, argv,
+                                  argvlen, 0, handler, data);
+
+    if (cmd == NULL) {
+        ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);
+    }
+
+    return cmd;
+}
+
+
+void
+ngx_http_mpn_redis_command_timed_out(void *handle)
+{
+    ngx_http_mpn_redis_timed_out(handle);
+}
+
+
+/*
  * A wait ran out.  When nothing at all has been answered on this
  * connection since that GET was sent, the connection is stalled (e.g. a
  * stopped server): drop it, which settles every pending lookup now and
