@@ -42,7 +42,7 @@ FUZZERS      := $(patsubst t/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard t/fuzz/fuzz_*.c
 TOOLS        :=
 
 .PHONY: all deps module unit integration test asan fuzz bench bench-token \
-	bench-scale bench-judge run clean man deb package-test
+	bench-consume bench-scale bench-judge run clean man deb package-test
 
 all: deps module tools
 
@@ -202,6 +202,12 @@ bench-token: deps $(BUILD)/bench/bench_token
 # DURATION, PARTNERS, DIST=uniform|zipf, ZONE, VARIANTS (t/bench/bench.sh)
 bench: deps module
 	t/bench/bench.sh $(MODULE) t/bench/tokens.py
+
+# what a consuming request (mpn_consume, FCALL in Redis) costs over a plain
+# allowed one with mpn_cache, under the same conditions
+bench-consume: deps module
+	VARIANTS="baseline mpn-cache mpn-consume" t/bench/bench.sh $(MODULE) \
+	    t/bench/tokens.py
 
 # mpn_cache from 10,000 to 1,000,000 partners, uniform and Zipf(1.0), the
 # zone holding all of them or a tenth (t/bench/scale.sh; a quarter hour)

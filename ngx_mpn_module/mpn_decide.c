@@ -49,8 +49,6 @@ static unsigned mpn_grant_tier(const mpn_record_t *rec,
     const mpn_grant_t *g);
 static int mpn_grant_is(const mpn_record_t *rec, const mpn_grant_t *g,
     const char *name, size_t len);
-static int64_t mpn_grant_benefit(const mpn_record_t *rec,
-    const mpn_grant_t *g, const char *name, size_t len);
 static void mpn_match_init(mpn_match_t *m, const mpn_record_t *rec,
     int64_t now, int64_t grace, int64_t remind);
 static void mpn_match_add(mpn_match_t *m, int i);
@@ -88,7 +86,9 @@ const char *const mpn_reason_names[MPN_NREASONS] = {
     "cancelled",
     "redis_unavailable",
     "bad_record",
-    "keys_unavailable"
+    "keys_unavailable",
+    "quota",
+    "bad_amount"
 };
 
 
@@ -367,9 +367,14 @@ mpn_grant_is(const mpn_record_t *rec, const mpn_grant_t *g,
 }
 
 
-/* the quantity of a benefit a grant lists, -1 when it does not list it */
+int
+mpn_grant_current(const mpn_grant_t *g, int64_t now, int64_t grace)
+{
+    return mpn_grant_state(g, now, grace > 0 ? grace : 0) <= MPN_G_GRACE;
+}
 
-static int64_t
+
+int64_t
 mpn_grant_benefit(const mpn_record_t *rec, const mpn_grant_t *g,
     const char *name, size_t len)
 {

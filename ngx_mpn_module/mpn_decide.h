@@ -39,6 +39,8 @@ enum {
     MPN_R_REDIS_UNAVAILABLE,
     MPN_R_BAD_RECORD,
     MPN_R_KEYS_UNAVAILABLE,
+    MPN_R_QUOTA,                /* mpn_consume: past the allowance */
+    MPN_R_BAD_AMOUNT,           /* mpn_consume: amount= not 1..1000000 */
     MPN_NREASONS
 };
 
@@ -100,6 +102,13 @@ void mpn_decision_set(mpn_decision_t *out, unsigned decision,
  * lists it. */
 int64_t mpn_benefit_quantity(const mpn_record_t *rec, const char *name,
     size_t len, int64_t now, int64_t grace);
+
+/* 1 when grant g is current at now (in grace included), else 0. */
+int mpn_grant_current(const mpn_grant_t *g, int64_t now, int64_t grace);
+
+/* The quantity of benefit `name` grant g lists, -1 when it lists none. */
+int64_t mpn_grant_benefit(const mpn_record_t *rec, const mpn_grant_t *g,
+    const char *name, size_t len);
 
 /* Parses "network", "action_pack", "silver", "gold"; MPN_TIER_NONE if
  * unknown. */

@@ -198,6 +198,40 @@ mpn_time_add_years(int64_t t, int years)
 }
 
 
+void
+mpn_time_month(int64_t t, int64_t *start, int64_t *next)
+{
+    int      month, day;
+    int64_t  year;
+
+    mpn_time_civil_from_days(mpn_days_floor(mpn_time_clamp(t)), &year,
+                             &month, &day);
+
+    *start = mpn_time_days_from_civil(year, month, 1) * MPN_DAY;
+
+    if (month == 12) {
+        year++;
+        month = 0;
+    }
+
+    *next = mpn_time_days_from_civil(year, month + 1, 1) * MPN_DAY;
+}
+
+
+void
+mpn_time_year(int64_t t, int64_t *start, int64_t *next)
+{
+    int      month, day;
+    int64_t  year;
+
+    mpn_time_civil_from_days(mpn_days_floor(mpn_time_clamp(t)), &year,
+                             &month, &day);
+
+    *start = mpn_time_days_from_civil(year, 1, 1) * MPN_DAY;
+    *next = mpn_time_days_from_civil(year + 1, 1, 1) * MPN_DAY;
+}
+
+
 int64_t
 mpn_days_floor(int64_t seconds)
 {

@@ -29,6 +29,13 @@ size_t mpn_time_format(int64_t t, char *buf);
  * 28 Feb in a year without it. */
 int64_t mpn_time_add_years(int64_t t, int years);
 
+/* The calendar month (UTC) holding t: its first second in *start, the
+ * first second of the next month in *next. */
+void mpn_time_month(int64_t t, int64_t *start, int64_t *next);
+
+/* The calendar year (UTC) holding t, likewise. */
+void mpn_time_year(int64_t t, int64_t *start, int64_t *next);
+
 /* Whole days in `seconds`, rounded toward minus infinity, so a moment after
  * an end is a negative count. */
 int64_t mpn_days_floor(int64_t seconds);

@@ -65,7 +65,6 @@ ngx_http_mpn_fetch(ngx_http_request_t *r, ngx_http_mpn_ctx_t *ctx,
     ngx_http_mpn_main_conf_t *mcf)
 {
     uint32_t                   hash;
-    ngx_msec_t                 wait;
     ngx_http_cleanup_t        *cln;
     ngx_http_mpn_fetch_t      *f;
 
@@ -127,7 +126,26 @@ ngx_http_mpn_fetch(ngx_http_request_t *r, ngx_http_mpn_ctx_t *ctx,
     ctx->fetch = f;
     ngx_queue_insert_tail(&f->waiters, &ctx->queue);
 
-    /* a connection still being opened gets its connect time on top */
+    ngx_http_mpn_wait(r, ctx, ngx_http_mpn_fetch_timeout);
+
+    return NGX_AGAIN;
+}
+
+
+/*
+ * The request waits for Redis (a lookup, a consumption): its own timer,
+ * the timeout plus the connect time while the connection is still being
+ * opened, and a client that goes away is noticed.
+ */
+
+void
+ngx_http_mpn_wait(ngx_http_request_t *r, ngx_http_mpn_ctx_t *ctx,
+    ngx_event_handler_pt timeout)
+{
+    ngx_msec_t                 wait;
+    ngx_http_mpn_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_mpn_module);
 
     wait = mcf->redis->timeout;
 
@@ -135,15 +153,28 @@ ngx_http_mpn_fetch(ngx_http_request_t *r, ngx_http_mpn_ctx_t *ctx,
         wait += mcf->redis->connect_timeout;
     }
 
-    ctx->timer.handler = ngx_http_mpn_fetch_timeout;
+    ctx->timer.handler = timeout;
     ctx->timer.data = ctx;
     ctx->timer.log = r->connection->log;
     ngx_add_timer(&ctx->timer, wait);
 
-    /* notice a client that goes away while it waits */
     r->read_event_handler = ngx_http_test_reading;
+}
 
-    return NGX_AGAIN;
+
+/* the wait is over: the request runs its phases again */
+
+void
+ngx_http_mpn_wake(ngx_http_request_t *r, ngx_http_mpn_ctx_t *ctx)
+{
+    if (ctx->timer.timer_set) {
+        ngx_del_timer(&ctx->timer);
+    }
+
+    r->read_event_handler = ngx_http_block_reading;
+    r->write_event_handler = ngx_http_core_run_phases;
+
+    ngx_post_event(r->connection->write, &ngx_posted_events);
 }
 
 
@@ -335,10 +366,6 @@ ngx_http_mpn_fetch_done(ngx_http_mpn_ctx_t *ctx, ngx_uint_t result,
     ngx_queue_remove(&ctx->queue);
     ctx->fetch = NULL;
 
-    if (ctx->timer.timer_set) {
-        ngx_del_timer(&ctx->timer);
-    }
-
     if (rec != NULL) {
         ctx->record = ngx_palloc(r->pool, rec->size);
 
@@ -358,10 +385,7 @@ ngx_http_mpn_fetch_done(ngx_http_mpn_ctx_t *ctx, ngx_uint_t result,
         ngx_http_mpn_fetch_stale(ctx, mcf->cache);
     }
 
-    r->read_event_handler = ngx_http_block_reading;
-    r->write_event_handler = ngx_http_core_run_phases;
-
-    ngx_post_event(r->connection->write, &ngx_posted_events);
+    ngx_http_mpn_wake(r, ctx);
 }
 
 

@@ -24,6 +24,8 @@ static ngx_int_t ngx_http_mpn_identify(ngx_http_request_t *r,
     ngx_http_mpn_loc_conf_t *lcf, ngx_http_mpn_ctx_t *ctx);
 static void ngx_http_mpn_decide(ngx_http_request_t *r,
     ngx_http_mpn_loc_conf_t *lcf, ngx_http_mpn_ctx_t *ctx);
+static ngx_int_t ngx_http_mpn_decide_answer(ngx_http_request_t *r,
+    ngx_http_mpn_loc_conf_t *lcf, ngx_http_mpn_ctx_t *ctx);
 static ngx_int_t ngx_http_mpn_internal_error(ngx_http_request_t *r,
     ngx_http_mpn_loc_conf_t *lcf, ngx_http_mpn_ctx_t *ctx);
 static ngx_int_t ngx_http_mpn_answer(ngx_http_request_t *r,
@@ -260,6 +262,20 @@ static ngx_command_t  ngx_http_mpn_commands[] = {
       offsetof(ngx_http_mpn_main_conf_t, channel),
       NULL },
 
+    { ngx_string("mpn_consume"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_mpn_consume_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mpn_usage_prefix"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_mpn_main_conf_t, usage_prefix),
+      NULL },
+
     { ngx_string("mpn_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_mpn_status_directive,
@@ -344,9 +360,9 @@ ngx_http_mpn_handler(ngx_http_request_t *r)
             return ngx_http_mpn_gate(r, lcf, ctx);
         }
 
-        if (!ctx->decided && !ctx->fetched) {
-            /* only a wake-up of the record's fetch (which has a timer) or
-             * of a key set's (polled) gets here */
+        if ((!ctx->decided && !ctx->fetched) || ctx->consumption != NULL) {
+            /* only a wake-up of the record's fetch or of the consumption
+             * (each has a timer) or of a key set's (polled) gets here */
             return NGX_AGAIN;
         }
 
@@ -361,7 +377,7 @@ ngx_http_mpn_handler(ngx_http_request_t *r)
             ctx->lcf = lcf;
 
             if (ctx->partner_id.len && !ctx->internal) {
-                ngx_http_mpn_decide(r, lcf, ctx);
+                return ngx_http_mpn_decide_answer(r, lcf, ctx);
             }
         }
 
@@ -435,9 +451,7 @@ ngx_http_mpn_gate(ngx_http_request_t *r, ngx_http_mpn_loc_conf_t *lcf,
         return NGX_AGAIN;
     }
 
-    ngx_http_mpn_decide(r, lcf, ctx);
-
-    return ngx_http_mpn_answer(r, lcf, ctx);
+    return ngx_http_mpn_decide_answer(r, lcf, ctx);
 }
 
 
@@ -574,6 +588,37 @@ ngx_http_mpn_decide(ngx_http_request_t *r, ngx_http_mpn_loc_conf_t *lcf,
 
 
 /*
+ * Decides with the record at hand; an allow in a location that consumes
+ * (once per request) then waits for Redis to take the units.
+ */
+
+static ngx_int_t
+ngx_http_mpn_decide_answer(ngx_http_request_t *r,
+    ngx_http_mpn_loc_conf_t *lcf, ngx_http_mpn_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
+    ngx_http_mpn_decide(r, lcf, ctx);
+
+    if (lcf->consume != NULL && !ctx->consumed && ctx->record != NULL
+        && ctx->decision.decision == MPN_ALLOW)
+    {
+        rc = ngx_http_mpn_consume(r, lcf, ctx);
+
+        if (rc == NGX_ERROR) {
+            return ngx_http_mpn_internal_error(r, lcf, ctx);
+        }
+
+        if (rc == NGX_AGAIN) {
+            return NGX_AGAIN;
+        }
+    }
+
+    return ngx_http_mpn_answer(r, lcf, ctx);
+}
+
+
+/*
  * Something inside nginx failed (memory): the request is decided as an
  * error, counted, and answered 500, so that an error page in a location
  * with the same identity finds it decided instead of waiting forever.
@@ -640,7 +685,8 @@ ngx_http_mpn_answer(ngx_http_request_t *r, ngx_http_mpn_loc_conf_t *lcf,
         break;
 
     case MPN_DENY:
-        status = NGX_HTTP_FORBIDDEN;
+        status = (d->reason == MPN_R_BAD_AMOUNT) ? NGX_HTTP_BAD_REQUEST
+                                                 : NGX_HTTP_FORBIDDEN;
         break;
 
     default: /* MPN_ERROR */
@@ -1067,6 +1113,9 @@ ngx_http_mpn_create_main_conf(ngx_conf_t *cf)
      *     mcf->status_zone = NULL;
      *     mcf->status_used = 0;
      *     mcf->token_cache = 0;
+     *     mcf->usage_prefix = { 0, NULL };
+     *     mcf->consumed = NULL;
+     *     mcf->consumed_slots = NULL;
      */
 
     return mcf;
@@ -1084,6 +1133,18 @@ ngx_http_mpn_init_main_conf(ngx_conf_t *cf, void *conf)
 
     if (mcf->channel.data == NULL) {
         ngx_str_set(&mcf->channel, "mpn:invalidate");
+    }
+
+    if (mcf->usage_prefix.data == NULL) {
+        ngx_str_set(&mcf->usage_prefix, "mpn:usage:");
+    }
+
+    if (mcf->consumed != NULL) {
+        mcf->consumed_slots = ngx_pcalloc(cf->pool, mcf->consumed->nelts
+                                                    * sizeof(ngx_uint_t));
+        if (mcf->consumed_slots == NULL) {
+            return NGX_CONF_ERROR;
+        }
     }
 
     if (mcf->cache != NULL && mcf->redis == NULL) {
@@ -1128,6 +1189,7 @@ ngx_http_mpn_create_loc_conf(ngx_conf_t *cf)
      *     conf->token_issuer = { 0, NULL };
      *     conf->token_audience = { 0, NULL };
      *     conf->require = { 0 };
+     *     conf->benefits_all = NULL;
      */
 
     conf->enable = NGX_CONF_UNSET;
@@ -1148,6 +1210,7 @@ ngx_http_mpn_create_loc_conf(ngx_conf_t *cf)
     conf->fail = NGX_CONF_UNSET_UINT;
     conf->log_level = NGX_CONF_UNSET_UINT;
     conf->status = NGX_CONF_UNSET;
+    conf->consume = NGX_CONF_UNSET_PTR;
 
     return conf;
 }
@@ -1218,6 +1281,10 @@ ngx_http_mpn_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     conf->require.competency_level = conf->competency_level;
     conf->require.grace = conf->grace;
     conf->require.remind = conf->remind;
+
+    if (ngx_http_mpn_consume_merge(cf, prev, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     if (!conf->enable) {
         return NGX_CONF_OK;

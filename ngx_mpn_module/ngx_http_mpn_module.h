@@ -39,6 +39,7 @@ typedef struct ngx_http_mpn_fetch_s   ngx_http_mpn_fetch_t;
 typedef struct ngx_http_mpn_redis_cmd_s  ngx_http_mpn_redis_cmd_t;
 typedef struct ngx_http_mpn_cache_s   ngx_http_mpn_cache_t;
 typedef struct ngx_http_mpn_keys_src_s  ngx_http_mpn_keys_src_t;
+typedef struct ngx_http_mpn_consumption_s  ngx_http_mpn_consumption_t;
 
 
 typedef struct {
@@ -111,7 +112,23 @@ typedef struct {
     ngx_array_t               *key_sources;  /* of ngx_http_mpn_keys_src_t *
                                               * (mpn_token_keys_request) */
     ngx_shm_zone_t            *keys_zone;    /* their fetched key sets */
+    ngx_str_t                  usage_prefix; /* mpn_usage_prefix */
+    ngx_array_t               *consumed;     /* ngx_str_t: each benefit
+                                                an mpn_consume names */
+    ngx_uint_t                *consumed_slots;  /* their counters in the
+                                                   status zone */
 } ngx_http_mpn_main_conf_t;
+
+
+/* mpn_consume */
+typedef struct {
+    ngx_str_t                  benefit;
+    ngx_uint_t                 index;        /* in mcf->consumed */
+    ngx_int_t                  amount;       /* when no variable gives it */
+    ngx_http_complex_value_t  *amount_cv;    /* NULL: amount */
+    ngx_uint_t                 per;          /* MPN_PER_TERM or _MONTH */
+    ngx_http_complex_value_t  *idempotency;  /* NULL: none */
+} ngx_http_mpn_consume_conf_t;
 
 
 typedef struct {
@@ -146,6 +163,10 @@ typedef struct {
 
     ngx_flag_t                 status;       /* mpn_status given here */
 
+    ngx_http_mpn_consume_conf_t  *consume;   /* NULL: consumes nothing */
+    ngx_array_t               *benefits_all; /* require_benefits and the
+                                                benefit consumed */
+
     mpn_require_t              require;      /* built at merge time */
 } ngx_http_mpn_loc_conf_t;
 
@@ -168,6 +189,10 @@ typedef struct {
     ngx_http_mpn_keys_src_t   *keys_fetch;   /* the key set it fetches */
     ngx_queue_t                keys_queue;   /* in keys_wait->waiters */
     ngx_uint_t                 keys_attempts;/* fetches ended, at the wait */
+    ngx_http_mpn_consumption_t *consumption; /* set while waiting for it */
+    int64_t                    quota_allowance;
+    int64_t                    quota_used;   /* after this request */
+    int64_t                    quota_reset;
     unsigned                   fetched:1;
     unsigned                   decided:1;
     unsigned                   counted:1;    /* in mpn_decisions_total */
@@ -175,6 +200,10 @@ typedef struct {
     unsigned                   keys_waited:1;/* a fetch it waited for ended */
     unsigned                   keys_woken:1; /* identify again */
     unsigned                   keys_cleanup:1;
+    unsigned                   consumed:1;   /* mpn_consume ran (once per
+                                                request) */
+    unsigned                   quota_period:1;    /* quota_reset known */
+    unsigned                   quota_answered:1;  /* quota_used known */
 } ngx_http_mpn_ctx_t;
 
 
@@ -187,6 +216,10 @@ ngx_http_mpn_ctx_t *ngx_http_mpn_get_ctx(ngx_http_request_t *r);
 
 ngx_int_t ngx_http_mpn_fetch(ngx_http_request_t *r, ngx_http_mpn_ctx_t *ctx,
     ngx_http_mpn_main_conf_t *mcf);
+/* a request waiting for Redis: its timer, a client leaving noticed */
+void ngx_http_mpn_wait(ngx_http_request_t *r, ngx_http_mpn_ctx_t *ctx,
+    ngx_event_handler_pt timeout);
+void ngx_http_mpn_wake(ngx_http_request_t *r, ngx_http_mpn_ctx_t *ctx);
 
 /* ngx_http_mpn_redis.c: each worker's lookup connection */
 
@@ -203,6 +236,22 @@ void *ngx_http_mpn_redis_get(ngx_str_t *key, ngx_http_mpn_reply_pt handler,
     void *data);
 void ngx_http_mpn_redis_lookup_timed_out(void *lookup);
 void ngx_http_mpn_redis_timed_out(ngx_http_mpn_redis_cmd_t *cmd);
+/* any command about one key, sent where that key lives, never twice: a
+ * handle for ngx_http_mpn_redis_command_timed_out(), or NULL */
+void *ngx_http_mpn_redis_command(ngx_str_t *key, int argc, const char **argv,
+    const size_t *argvlen, ngx_http_mpn_reply_pt handler, void *data);
+void ngx_http_mpn_redis_command_timed_out(void *handle);
+
+/* ngx_http_mpn_consume.c: mpn_consume, metered benefits */
+
+char *ngx_http_mpn_consume_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_mpn_consume_merge(ngx_conf_t *cf,
+    ngx_http_mpn_loc_conf_t *prev, ngx_http_mpn_loc_conf_t *conf);
+/* after an allow: NGX_OK when decided now, NGX_AGAIN when the request is
+ * woken later, NGX_ERROR */
+ngx_int_t ngx_http_mpn_consume(ngx_http_request_t *r,
+    ngx_http_mpn_loc_conf_t *lcf, ngx_http_mpn_ctx_t *ctx);
 
 /* ngx_http_mpn_subscriber.c: invalidations, with mpn_cache */
 

@@ -1654,6 +1654,49 @@ ngx_http_mpn_redis_lookup_timed_out(void *lookup)
 
 
 /*
+ * A command about one key, on the connection that serves that key: the
+ * worker's lookup connection.  It is not sent again after a loss, as a
+ * write may not be idempotent.  Returns a handle for
+ * ngx_http_mpn_redis_command_timed_out(), or NULL.  Cluster mode does not
+ * route it to the key's node yet: it fails there (see contract-notes.md).
+ */
+
+void *
+ngx_http_mpn_redis_command(ngx_str_t *key, int argc, const char **argv,
+    const size_t *argvlen, ngx_http_mpn_reply_pt handler, void *data)
+{
+    ngx_http_mpn_redis_cmd_t  *cmd;
+
+    static ngx_http_mpn_limit_t  cluster_limit;
+
+    if (ngx_http_mpn_redis_lookups.conf->cluster) {
+        ngx_http_mpn_log_limited(&cluster_limit, ngx_cycle->log,
+                                 "mpn: \"%V\": commands other than lookups "
+                                 "are not routed in Cluster mode yet",
+                                 key);
+        ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);
+        return NULL;
+    }
+
+    cmd = ngx_http_mpn_redis_send(&ngx_http_mpn_redis_lookups, argc, argv,
+                                  argvlen, 0, handler, data);
+
+    if (cmd == NULL) {
+        ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);
+    }
+
+    return cmd;
+}
+
+
+void
+ngx_http_mpn_redis_command_timed_out(void *handle)
+{
+    ngx_http_mpn_redis_timed_out(handle);
+}
+
+
+/*
  * A wait ran out.  When nothing at all has been answered on this
  * connection since that GET was sent, the connection is stalled (e.g. a
  * stopped server): drop it, which settles every pending lookup now and

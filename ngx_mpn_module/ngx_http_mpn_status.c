@@ -30,12 +30,17 @@ typedef struct {
 
 static ngx_int_t ngx_http_mpn_status_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
+static void ngx_http_mpn_status_slots(ngx_http_mpn_stats_t *st,
+    ngx_http_mpn_main_conf_t *mcf, ngx_http_mpn_main_conf_t *old);
 static ngx_int_t ngx_http_mpn_status_handler(ngx_http_request_t *r);
 static void ngx_http_mpn_status_snapshot(ngx_http_mpn_stats_t *st);
 static u_char *ngx_http_mpn_status_json(u_char *p,
     ngx_http_mpn_stats_t *st, ngx_uint_t *gauges);
 static u_char *ngx_http_mpn_status_prometheus(u_char *p,
     ngx_http_mpn_stats_t *st, ngx_uint_t *gauges);
+static u_char *ngx_http_mpn_status_consumptions(u_char *p,
+    ngx_http_mpn_stats_t *st, ngx_http_mpn_main_conf_t *mcf,
+    ngx_uint_t kind);
 static ngx_uint_t ngx_http_mpn_status_shown(ngx_http_mpn_stats_t *st,
     ngx_uint_t d, ngx_uint_t r);
 static u_char *ngx_http_mpn_status_keys(u_char *p, ngx_http_mpn_stats_t *st,
@@ -77,7 +82,9 @@ static ngx_http_mpn_outcome_t  ngx_http_mpn_outcomes[] = {
     { MPN_UPGRADE, MPN_R_COMPETENCY },
     { MPN_UPGRADE, MPN_R_CANCELLED },
     { MPN_RENEW, MPN_R_LAPSED },
+    { MPN_UPGRADE, MPN_R_QUOTA },
     { MPN_DENY, MPN_R_SUSPENDED },
+    { MPN_DENY, MPN_R_BAD_AMOUNT },
     { MPN_ERROR, MPN_R_REDIS_UNAVAILABLE },
     { MPN_ERROR, MPN_R_BAD_RECORD },
     { MPN_ERROR, MPN_R_KEYS_UNAVAILABLE }
@@ -98,7 +105,7 @@ static ngx_http_mpn_metric_t  ngx_http_mpn_counters[] = {
     { "evictions", "mpn_cache_evictions_total",
       "Entries evicted, least recently used first, to make room." },
     { "requests", "mpn_redis_requests_total",
-      "GET commands sent to Redis." },
+      "GET commands (and FCALL mpn_consume) sent to Redis." },
     { "errors", "mpn_redis_errors_total",
       "Lookups that got no record: no connection, connection lost, "
       "or an error reply." },
@@ -124,6 +131,11 @@ static ngx_http_mpn_metric_t  ngx_http_mpn_counters[] = {
       "Tokens not found there, so verified." },
     { "aborted", "mpn_aborted_total",
       "Gated requests whose client left before the decision." }
+};
+
+
+static const char  *ngx_http_mpn_consumed_results[NGX_HTTP_MPN_CONSUMED_N] = {
+    "ok", "quota", "repeat", "error"
 };
 
 
@@ -178,6 +190,7 @@ ngx_http_mpn_status_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         st = shpool->data;
 
         if (st != NULL && st->size == sizeof(ngx_http_mpn_stats_t)) {
+            ngx_http_mpn_status_slots(st, shm_zone->data, data);
             return NGX_OK;
         }
     }
@@ -193,7 +206,77 @@ ngx_http_mpn_status_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     st->size = sizeof(ngx_http_mpn_stats_t);
     shpool->data = st;
 
+    ngx_http_mpn_status_slots(st, shm_zone->data, NULL);
+
     return NGX_OK;
+}
+
+
+/*
+ * Each benefit an mpn_consume names gets a slot of counters: after a
+ * reload, the slot it had in the configuration before (`old`, the
+ * previous cycle's, alive while this one is set up), else one that no
+ * benefit of this configuration keeps, emptied first.  So counts follow
+ * benefits by name, and only a benefit dropped by the reload loses them.
+ */
+
+static void
+ngx_http_mpn_status_slots(ngx_http_mpn_stats_t *st,
+    ngx_http_mpn_main_conf_t *mcf, ngx_http_mpn_main_conf_t *old)
+{
+    ngx_str_t   *names, *onames;
+    ngx_uint_t   b, i, j, k, n, on, *slots, used[NGX_HTTP_MPN_CONSUMED_MAX];
+
+    if (mcf->consumed == NULL) {
+        return;
+    }
+
+    names = mcf->consumed->elts;
+    n = mcf->consumed->nelts;
+    slots = mcf->consumed_slots;
+
+    on = (old != NULL && old->consumed != NULL) ? old->consumed->nelts : 0;
+    onames = on ? old->consumed->elts : NULL;
+
+    ngx_memzero(used, sizeof(used));
+
+    for (i = 0; i < n; i++) {
+        slots[i] = NGX_HTTP_MPN_CONSUMED_MAX;
+
+        for (j = 0; j < on; j++) {
+            if (onames[j].len == names[i].len
+                && ngx_strncmp(onames[j].data, names[i].data, names[i].len)
+                   == 0)
+            {
+                slots[i] = old->consumed_slots[j];
+                used[slots[i]] = 1;
+                break;
+            }
+        }
+    }
+
+    /* mpn_consume names at most NGX_HTTP_MPN_CONSUMED_MAX benefits */
+
+    for (i = 0, j = 0; i < n; i++) {
+        if (slots[i] != NGX_HTTP_MPN_CONSUMED_MAX) {
+            continue;
+        }
+
+        while (used[j]) {
+            j++;
+        }
+
+        used[j] = 1;
+        slots[i] = j;
+
+        /* st: every worker's block */
+
+        for (b = 0; b < NGX_MAX_PROCESSES; b++) {
+            for (k = 0; k < NGX_HTTP_MPN_CONSUMED_N; k++) {
+                st[b].consumed[j][k] = 0;
+            }
+        }
+    }
 }
 
 
@@ -231,6 +314,19 @@ ngx_http_mpn_status_decision(ngx_uint_t decision, ngx_uint_t reason)
     n = &ngx_http_mpn_stats->decisions[decision][reason];
 
     (*n)++;
+}
+
+
+void
+ngx_http_mpn_status_consumption(ngx_uint_t slot, ngx_uint_t result)
+{
+    if (ngx_http_mpn_stats == NULL || slot >= NGX_HTTP_MPN_CONSUMED_MAX
+        || result >= NGX_HTTP_MPN_CONSUMED_N)
+    {
+        return;
+    }
+
+    ngx_http_mpn_stats->consumed[slot][result]++;
 }
 
 
@@ -363,7 +459,9 @@ ngx_http_mpn_status_handler(ngx_http_request_t *r)
     len = 256 * (sizeof(ngx_http_mpn_outcomes)
                  / sizeof(ngx_http_mpn_outcome_t)
                  + MPN_NDECISIONS * MPN_NREASONS
-                 + NGX_HTTP_MPN_STAT_N + 3 + NGX_HTTP_MPN_NLATENCY + 16);
+                 + NGX_HTTP_MPN_STAT_N + 3 + NGX_HTTP_MPN_NLATENCY + 16
+                 + (mcf->consumed ? mcf->consumed->nelts : 0)
+                   * (NGX_HTTP_MPN_CONSUMED_N + 1));
 
     b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
@@ -372,11 +470,13 @@ ngx_http_mpn_status_handler(ngx_http_request_t *r)
 
     if (kind == NGX_HTTP_MPN_STATUS_JSON) {
         b->last = ngx_http_mpn_status_json(b->last, &st, gauges);
+        b->last = ngx_http_mpn_status_consumptions(b->last, &st, mcf, kind);
         b->last = ngx_http_mpn_status_keys(b->last, &st, keys, kind);
         ngx_str_set(&r->headers_out.content_type, "application/json");
 
     } else {
         b->last = ngx_http_mpn_status_prometheus(b->last, &st, gauges);
+        b->last = ngx_http_mpn_status_consumptions(b->last, &st, mcf, kind);
         b->last = ngx_http_mpn_status_keys(b->last, &st, keys, kind);
         ngx_str_set(&r->headers_out.content_type,
                     "text/plain; version=0.0.4; charset=utf-8");
@@ -439,6 +539,12 @@ ngx_http_mpn_status_snapshot(ngx_http_mpn_stats_t *st)
 
         for (i = 0; i < NGX_HTTP_MPN_KEYS_NRESULTS; i++) {
             st->keys_fetches[i] += sh->keys_fetches[i];
+        }
+
+        for (i = 0; i < NGX_HTTP_MPN_CONSUMED_MAX; i++) {
+            for (j = 0; j < NGX_HTTP_MPN_CONSUMED_N; j++) {
+                st->consumed[i][j] += sh->consumed[i][j];
+            }
         }
     }
 }
@@ -649,6 +755,68 @@ ngx_http_mpn_status_prometheus(u_char *p, ngx_http_mpn_stats_t *st,
                     "mpn_redis_latency_seconds_count %uA\n",
                     st->latency_sum / 1000000, st->latency_sum % 1000000,
                     count);
+
+    return p;
+}
+
+
+/*
+ * mpn_consumptions_total: each benefit an mpn_consume of this
+ * configuration names, with its four results (zeros included); in JSON
+ * "consumptions", absent from the Prometheus text without mpn_consume.
+ * Benefit names are partner-id characters: nothing to escape.
+ */
+
+static u_char *
+ngx_http_mpn_status_consumptions(u_char *p, ngx_http_mpn_stats_t *st,
+    ngx_http_mpn_main_conf_t *mcf, ngx_uint_t kind)
+{
+    ngx_str_t     *names;
+    ngx_uint_t     i, r, n;
+    ngx_atomic_t  *cs;
+
+    n = mcf->consumed ? mcf->consumed->nelts : 0;
+    names = n ? mcf->consumed->elts : NULL;
+
+    if (kind == NGX_HTTP_MPN_STATUS_JSON) {
+        p = ngx_sprintf(p, ",\"consumptions\":{");
+
+        for (i = 0; i < n; i++) {
+            cs = st->consumed[mcf->consumed_slots[i]];
+            p = ngx_sprintf(p, "%s\"%V\":{", i ? "," : "", &names[i]);
+
+            for (r = 0; r < NGX_HTTP_MPN_CONSUMED_N; r++) {
+                p = ngx_sprintf(p, "%s\"%s\":%uA", r ? "," : "",
+                                ngx_http_mpn_consumed_results[r], cs[r]);
+            }
+
+            *p++ = '}';
+        }
+
+        *p++ = '}';
+
+        return p;
+    }
+
+    if (n == 0) {
+        return p;
+    }
+
+    p = ngx_sprintf(p,
+            "# HELP mpn_consumptions_total Consumptions of metered "
+            "benefits (mpn_consume) by what Redis did: ok, quota, repeat; "
+            "error when it did not answer.\n"
+            "# TYPE mpn_consumptions_total counter\n");
+
+    for (i = 0; i < n; i++) {
+        cs = st->consumed[mcf->consumed_slots[i]];
+
+        for (r = 0; r < NGX_HTTP_MPN_CONSUMED_N; r++) {
+            p = ngx_sprintf(p, "mpn_consumptions_total{benefit=\"%V\","
+                            "result=\"%s\"} %uA\n", &names[i],
+                            ngx_http_mpn_consumed_results[r], cs[r]);
+        }
+    }
 
     return p;
 }

@@ -39,6 +39,19 @@ enum {
 #define NGX_HTTP_MPN_NLATENCY  12
 
 
+/* mpn_consumptions_total: per benefit an mpn_consume names (a slot each,
+ * kept across reloads by name: ngx_http_mpn_status_slots()) */
+#define NGX_HTTP_MPN_CONSUMED_MAX  16
+
+enum {
+    NGX_HTTP_MPN_CONSUMED_OK = 0,
+    NGX_HTTP_MPN_CONSUMED_QUOTA,
+    NGX_HTTP_MPN_CONSUMED_REPEAT,
+    NGX_HTTP_MPN_CONSUMED_ERROR,
+    NGX_HTTP_MPN_CONSUMED_N
+};
+
+
 typedef struct {
     size_t                     size;         /* of this struct: layout check */
     ngx_atomic_t               decisions[MPN_NDECISIONS][MPN_NREASONS];
@@ -46,6 +59,8 @@ typedef struct {
     ngx_atomic_t               latency[NGX_HTTP_MPN_NLATENCY + 1];
     ngx_atomic_t               latency_sum;  /* microseconds */
     ngx_atomic_t               keys_fetches[3];  /* NGX_HTTP_MPN_KEYS_OK.. */
+    ngx_atomic_t               consumed[NGX_HTTP_MPN_CONSUMED_MAX]
+                                       [NGX_HTTP_MPN_CONSUMED_N];
 } ngx_http_mpn_stats_t;
 
 
@@ -70,6 +85,8 @@ void ngx_http_mpn_status_init_process(ngx_http_mpn_main_conf_t *mcf);
 void ngx_http_mpn_status_decision(ngx_uint_t decision, ngx_uint_t reason);
 void ngx_http_mpn_status_latency(uint64_t usec);
 void ngx_http_mpn_status_keys_fetch(ngx_uint_t result);
+/* slot: mcf->consumed_slots[index]; result: NGX_HTTP_MPN_CONSUMED_* */
+void ngx_http_mpn_status_consumption(ngx_uint_t slot, ngx_uint_t result);
 uint64_t ngx_http_mpn_usec(void);
 
 char *ngx_http_mpn_status_directive(ngx_conf_t *cf, ngx_command_t *cmd,

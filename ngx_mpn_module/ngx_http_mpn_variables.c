@@ -16,12 +16,18 @@
 #define NGX_HTTP_MPN_VAR_AUTO_RENEW  6
 #define NGX_HTTP_MPN_VAR_REMIND      7
 
+#define NGX_HTTP_MPN_QUOTA_USED      0
+#define NGX_HTTP_MPN_QUOTA_LEFT      1
+#define NGX_HTTP_MPN_QUOTA_RESET     2
+
 
 static ngx_int_t ngx_http_mpn_partner_id_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_mpn_decision_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_mpn_benefit_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_mpn_quota_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_mpn_cache_status_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -64,6 +70,15 @@ static ngx_http_variable_t  ngx_http_mpn_vars[] = {
 
     { ngx_string("mpn_benefit_"), NULL, ngx_http_mpn_benefit_variable,
       0, NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_PREFIX, 0 },
+
+    { ngx_string("mpn_quota_used"), NULL, ngx_http_mpn_quota_variable,
+      NGX_HTTP_MPN_QUOTA_USED, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("mpn_quota_left"), NULL, ngx_http_mpn_quota_variable,
+      NGX_HTTP_MPN_QUOTA_LEFT, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("mpn_quota_reset"), NULL, ngx_http_mpn_quota_variable,
+      NGX_HTTP_MPN_QUOTA_RESET, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("mpn_cache_status"), NULL,
       ngx_http_mpn_cache_status_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
@@ -250,6 +265,53 @@ ngx_http_mpn_benefit_variable(ngx_http_request_t *r,
     p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
     if (p == NULL) {
         return NGX_ERROR;
+    }
+
+    ngx_http_mpn_set_string(v, p, ngx_sprintf(p, "%L", n) - p);
+
+    return NGX_OK;
+}
+
+
+/*
+ * mpn_consume's: the usage after this request and what is left, once
+ * Redis said (quota refusals included); the first second of the next
+ * period once a consumption was tried.
+ */
+
+static ngx_int_t
+ngx_http_mpn_quota_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char              *p;
+    int64_t              n;
+    ngx_http_mpn_ctx_t  *ctx;
+
+    ctx = ngx_http_mpn_get_ctx(r);
+
+    if (ctx == NULL
+        || (data == NGX_HTTP_MPN_QUOTA_RESET ? !ctx->quota_period
+                                             : !ctx->quota_answered))
+    {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, ngx_max(NGX_INT64_LEN, MPN_TIME_LEN + 1));
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (data == NGX_HTTP_MPN_QUOTA_RESET) {
+        ngx_http_mpn_set_string(v, p, mpn_time_format(ctx->quota_reset,
+                                                      (char *) p));
+        return NGX_OK;
+    }
+
+    n = ctx->quota_used;
+
+    if (data == NGX_HTTP_MPN_QUOTA_LEFT) {
+        n = (ctx->quota_allowance > n) ? ctx->quota_allowance - n : 0;
     }
 
     ngx_http_mpn_set_string(v, p, ngx_sprintf(p, "%L", n) - p);

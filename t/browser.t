@@ -9,7 +9,10 @@
 #   sign in as network-only, open developer tools, land on offers;
 # and what issue 9 asked of the demo: the header (company, readable date,
 # Sign out), REV on renew (the back button and a stale second click never
-# renew twice), no-store pages, the cancelled and the gold partner's pages.
+# renew twice), no-store pages, the cancelled and the gold partner's pages;
+# and issue 14's: License keys hands out one key per click and shows "3 of
+# 10 used this term", the eleventh click lands on Offers saying the
+# allowance is used up, Azure credits activates this month's credit once.
 # Then `make run` itself on a terminal (script(1)): it starts from the seed
 # again, with the dataset marker, prints no build noise, and Ctrl-C ends it
 # with exit 0.

@@ -13,7 +13,6 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use JSON::PP;
-use File::Temp;
 use Time::HiRes qw(time sleep);
 use IO::Socket::INET;
 use MpnTest;
@@ -21,19 +20,6 @@ use MpnRecords;
 use MpnCache;
 
 sub body { ($_[0] =~ /\r\n\r\n(.*)\z/s)[0] }
-
-# Prometheus's own linter on the exposition text: (exit status, output);
-# undef when promtool (Debian package prometheus) is not installed
-sub promtool_check {
-    my ($text) = @_;
-    my ($promtool) = grep { -x } map { "$_/promtool" } split /:/, $ENV{PATH};
-    return unless $promtool;
-    my $file = File::Temp->new;
-    print $file $text;
-    close $file;
-    my $out = `$promtool check metrics < $file 2>&1`;
-    return ($? >> 8, $out);
-}
 
 sub decisions_total {
     my ($st) = @_;

@@ -15,7 +15,8 @@
 # variables: make bench ROUNDS=5 PARTNERS=1000000 DIST=zipf):
 #   ROUNDS=3 DURATION=10 WARMUP=3 CONNS=64 THREADS=1
 #   VARIANTS="baseline mpn-cache mpn-nocache mpn-token-hs mpn-token-rs
-#             mpn-token-es mpn-token-ed"
+#             mpn-token-es mpn-token-ed" (and mpn-consume, not by default:
+#             mpn-cache with mpn_consume azure_credits per=month)
 #   PARTNERS=10000   how many partners the records and requests cover
 #   DIST=uniform     uniform: each partner in turn; zipf: Zipf(1.0) by rank
 #   ZONE=            mpn_cache zone size; default: room for every partner
@@ -108,6 +109,9 @@ wait_port "$rport"
 python3 "$here/seed.py" "$PARTNERS" "$ID_BASE" \
     | redis-cli -p "$rport" --pipe > "$dir/seed.log"
 grep -q 'errors: 0' "$dir/seed.log" || { cat "$dir/seed.log"; exit 1; }
+# the Functions library, for mpn-consume's FCALL mpn_consume
+redis-cli -p "$rport" -x FUNCTION LOAD REPLACE < "$here/../../redis/mpn.lua" \
+    > /dev/null
 
 # --- one nginx per variant ---------------------------------------------------
 
@@ -127,6 +131,12 @@ start_nginx() {
     mpn-cache)
         http="mpn_redis 127.0.0.1:$rport; mpn_cache zone=mpn:$ZONE ttl=$TTL;"
         gate="mpn on; mpn_partner \$http_x_partner_id;" ;;
+    mpn-consume)
+        # mpn-cache, and each allowed request takes a unit of this month's
+        # Azure credits in Redis (FCALL mpn_consume)
+        http="mpn_redis 127.0.0.1:$rport; mpn_cache zone=mpn:$ZONE ttl=$TTL;"
+        gate="mpn on; mpn_partner \$http_x_partner_id;
+              mpn_consume azure_credits per=month;" ;;
     mpn-token-*)
         local alg
         case $v in
@@ -237,8 +247,16 @@ if [ -n "$FILL" ] && [ "$FILL" != 0 ]; then
     done
 fi
 
+# mpn-consume: the usage starts from zero before each run, so no partner
+# reaches its allowance (100 a month) and every request is what it was
+clear_usage() {
+    redis-cli -p "$rport" --scan --pattern 'mpn:usage:*' \
+        | xargs -r -n 1000 redis-cli -p "$rport" UNLINK > /dev/null
+}
+
 for r in $(seq "$ROUNDS"); do
     for v in $VARIANTS; do
+        [ "$v" != mpn-consume ] || clear_usage
         wrk_run "$v" "$WARMUP" > /dev/null
         worker=$(cat "$dir/$v/worker")
         if [ "$PERF" = "$v" ] && [ "$r" = 1 ]; then

@@ -58,9 +58,19 @@ def main(path, folder=None):
         for v in order:
             x, us, p99 = paired(v, "baseline")
             rel = ""
-            if v.startswith("mpn-token") and "mpn-cache" in runs:
+            if (v.startswith("mpn-token") or v == "mpn-consume") \
+                    and "mpn-cache" in runs:
                 rel = "%.3f" % (x / paired("mpn-cache", "baseline")[0])
             print("%-14s %8.3f %10.2f %9.2f %13s" % (v, x, us, p99, rel))
+
+    if "mpn-consume" in runs and "mpn-cache" in runs:
+        x, us, p99 = paired("mpn-consume", "mpn-cache")
+        p50 = st.median(r["p50"] - runs["mpn-cache"][n]["p50"]
+                        for n, r in runs["mpn-consume"].items()
+                        if n in runs["mpn-cache"])
+        print("\nmpn-consume over mpn-cache, the same round: x%.3f req/s, "
+              "%+.2f us CPU per request (nginx worker and redis-server), "
+              "p50 %+.0f us, p99 x%.2f" % (x, us, p50, p99))
 
     if folder:
         for v in order:
@@ -78,12 +88,16 @@ def main(path, folder=None):
                        used / max(c.get("entries", 0), 1))
             if t.get("hits") or t.get("misses"):
                 line += "; token cache hits %d misses %d" % (t["hits"], t["misses"])
+            for b, n in sorted(s.get("consumptions", {}).items()):
+                line += "; consumptions of %s: %s" % (b, " ".join(
+                    "%s %d" % kv for kv in sorted(n.items())))
             print(line)
 
     print("\nreq/s, p50, p99, srv us/req: median of %d rounds; srv us/req: CPU "
           "of the nginx worker and redis-server per request; x base, +us/req, "
           "p99 x: each round against the baseline of the same round, then the "
-          "median; x mpn-cache: a token variant's x base over mpn-cache's."
+          "median; x mpn-cache: a token variant's (or mpn-consume's) x "
+          "base over mpn-cache's."
           % len(next(iter(runs.values()))))
 
 

@@ -19,7 +19,8 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-LAPSED, NETWORK_ONLY, EXPIRING = "4410002", "4410004", "4410003"
+ACTIVE, LAPSED, NETWORK_ONLY, EXPIRING = ("4410001", "4410002", "4410004",
+                                         "4410003")
 GOLD, CANCELLED = "4410005", "4410007"
 
 url, shots, profile = sys.argv[1].rstrip("/"), sys.argv[2], sys.argv[3]
@@ -204,6 +205,56 @@ try:
          ok and "was cancelled" in text_of(driver, "#cancelled"),
          driver.current_url)
     shot(driver, "offers-cancelled")
+
+    # metered benefits: one licence key per click, "N of 10 used this
+    # term", the eleventh click on the offers page; a reload takes nothing
+    sign_in(driver, ACTIVE)
+    driver.find_element(By.ID, "licenses").click()
+    wait_path(driver, "/benefits/licenses/")
+    keys = set()
+    for i in range(1, 11):
+        driver.find_element(By.ID, "getkey").click()
+        ok = wait_path(driver, "/benefits/licenses/key")
+        usage = text_of(driver, "#usage")
+        if not step("click %d hands out a key: %d of 10 used this term"
+                    % (i, i), ok and usage == "%d of 10 used this term" % i,
+                    usage or driver.current_url):
+            break
+        keys.add(text_of(driver, "#key"))
+        if i == 3:
+            shot(driver, "license-key-3-of-10")
+            driver.refresh()
+            step("reloading the key page takes no other key",
+                 text_of(driver, "#usage") == "3 of 10 used this term",
+                 text_of(driver, "#usage"))
+    step("ten different keys", len(keys) == 10, repr(sorted(keys)))
+    driver.find_element(By.ID, "getkey").click()
+    ok = wait_path(driver, "/offers")
+    path, q = where(driver)
+    step("the eleventh click lands on the offers page", ok,
+         driver.current_url)
+    step("which says the allowance is used up",
+         "used up this benefit's allowance" in text_of(driver, "#quota"),
+         text_of(driver, "main"))
+    step("and keeps where the click came from",
+         q.get("return", [""])[0].startswith("/benefits/licenses/key?click="),
+         driver.current_url)
+    shot(driver, "offers-quota")
+
+    # Azure credits: this month's credit once a month
+    driver.get(url + "/benefits/azure/")
+    driver.find_element(By.ID, "activate").click()
+    ok = wait_path(driver, "/benefits/azure/activate")
+    step("this month's Azure credit is activated",
+         ok and "US$100 of US$100 used this month"
+         in text_of(driver, "#activated"), text_of(driver, "main"))
+    shot(driver, "azure-activated")
+    driver.get(url + "/benefits/azure/")
+    driver.find_element(By.ID, "activate").click()
+    ok = wait_path(driver, "/offers")
+    step("a second activation this month lands on the offers page, "
+         "allowance used up", ok and "used up" in text_of(driver, "#quota"),
+         driver.current_url)
 
     # the reminder banner for a partner whose auto-renew is off
     sign_in(driver, EXPIRING)

@@ -17,7 +17,7 @@ use Time::HiRes qw(sleep time);
 use Test::More;
 use MpnRedis;
 
-our @EXPORT = qw(free_port status header poll);
+our @EXPORT = qw(free_port status header poll promtool_check);
 
 sub free_port { MpnRedis::free_port() }
 
@@ -265,6 +265,19 @@ sub poll {
         sleep 0.05;
     }
     return 0;
+}
+
+# Prometheus's own linter on the exposition text: (exit status, output);
+# an empty list when promtool (Debian package prometheus) is not installed
+sub promtool_check {
+    my ($text) = @_;
+    my ($promtool) = grep { -x } map { "$_/promtool" } split /:/, $ENV{PATH};
+    return unless $promtool;
+    my $file = File::Temp->new;
+    print $file $text;
+    close $file;
+    my $out = `$promtool check metrics < $file 2>&1`;
+    return ($? >> 8, $out);
 }
 
 # --- faults -------------------------------------------------------------

@@ -1337,7 +1337,8 @@ name_tables_match_the_spec_words(void **state)
     const char  *reasons = "ok grace fail_open no_token no_identity "
                            "bad_identity bad_token token_expired not_member "
                            "suspended tier benefit competency lapsed "
-                           "cancelled redis_unavailable bad_record keys_unavailable";
+                           "cancelled redis_unavailable bad_record "
+                           "keys_unavailable quota bad_amount";
 
     (void) state;
 
