@@ -136,8 +136,8 @@ sub metric {
     my $t = MpnTest->new;
     my $seed = $primaries[0]->addr;
     for (["$seed cluster db=1", qr/"db=" in "mpn_redis" cannot go with "cluster"/],
-         ["$seed 127.0.0.1:1", qr/several addresses in "mpn_redis" need "cluster"/],
-         ["$seed read=replica", qr/"read=replica" in "mpn_redis" needs "cluster"/],
+         ["$seed 127.0.0.1:1", qr/several addresses in "mpn_redis" need "sentinel=" \(they are Sentinels\) or "cluster"/],
+         ["$seed read=replica", qr/"read=replica" in "mpn_redis" needs "sentinel=" or "cluster"/],
          ["$seed cluster read=nearest", qr/invalid parameter "read=nearest"/],
          ["$seed cluster 127.0.0.1", qr/invalid address "127\.0\.0\.1"/])
     {
