@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "mpn_cluster.h"
+#include "mpn_err.h"
 
 
 /* while parsing: a slot whose primary has no known endpoint */
@@ -28,12 +29,6 @@ static int mpn_cluster_add_node(mpn_cluster_map_t *map, size_t max,
     const char *host, size_t host_len, unsigned port, int primary);
 static int mpn_cluster_parse_uint(const char *s, size_t len,
     unsigned max, unsigned *out);
-static void mpn_cluster_error(char *err, size_t err_len, const char *fmt,
-    ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
 
 
 uint16_t
@@ -104,12 +99,12 @@ mpn_cluster_map_parse(const redisReply *reply, const char *origin_host,
     }
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
-        mpn_cluster_error(err, err_len, "CLUSTER SLOTS reply is not an array");
+        mpn_err(err, err_len, "CLUSTER SLOTS reply is not an array");
         return NULL;
     }
 
     if (reply->elements == 0) {
-        mpn_cluster_error(err, err_len, "CLUSTER SLOTS names no slot");
+        mpn_err(err, err_len, "CLUSTER SLOTS names no slot");
         return NULL;
     }
 
@@ -123,7 +118,7 @@ mpn_cluster_map_parse(const redisReply *reply, const char *origin_host,
         max += reply->element[i]->elements - 2;
 
         if (max > MPN_CLUSTER_MAX_NODES) {
-            mpn_cluster_error(err, err_len,
+            mpn_err(err, err_len,
                               "CLUSTER SLOTS names over %d nodes",
                               MPN_CLUSTER_MAX_NODES);
             return NULL;
@@ -137,7 +132,7 @@ mpn_cluster_map_parse(const redisReply *reply, const char *origin_host,
 
     map = malloc(sizeof(mpn_cluster_map_t) + max * sizeof(mpn_cluster_node_t));
     if (map == NULL) {
-        mpn_cluster_error(err, err_len, "out of memory");
+        mpn_err(err, err_len, "out of memory");
         return NULL;
     }
 
@@ -159,7 +154,7 @@ mpn_cluster_map_parse(const redisReply *reply, const char *origin_host,
         p = mpn_cluster_node_addr(e->element[2], origin_host, origin_len,
                                   &host, &host_len, &port);
         if (p == -1) {
-            mpn_cluster_error(err, err_len,
+            mpn_err(err, err_len,
                               "bad node address in CLUSTER SLOTS range "
                               "%u-%u", start, end);
             goto failed;
@@ -218,14 +213,14 @@ mpn_cluster_map_parse(const redisReply *reply, const char *origin_host,
             idx = mpn_cluster_map_find(map, host, host_len, port);
 
             if (idx >= 0 && (size_t) idx < map->nprimaries) {
-                mpn_cluster_error(err, err_len,
+                mpn_err(err, err_len,
                                   "node %.*s:%u is a primary and a replica",
                                   (int) host_len, host, port);
                 goto failed;
             }
 
             if (idx >= 0 && map->nodes[idx].primary != p) {
-                mpn_cluster_error(err, err_len,
+                mpn_err(err, err_len,
                                   "node %.*s:%u replicates two primaries",
                                   (int) host_len, host, port);
                 goto failed;
@@ -242,7 +237,7 @@ mpn_cluster_map_parse(const redisReply *reply, const char *origin_host,
 
 twice:
 
-    mpn_cluster_error(err, err_len,
+    mpn_err(err, err_len,
                       "slot %zu in two CLUSTER SLOTS ranges", slot);
 
 failed:
@@ -377,7 +372,7 @@ mpn_cluster_entry_valid(const redisReply *e, char *err, size_t err_len)
         || e->element[0]->type != REDIS_REPLY_INTEGER
         || e->element[1]->type != REDIS_REPLY_INTEGER)
     {
-        mpn_cluster_error(err, err_len, "malformed CLUSTER SLOTS range");
+        mpn_err(err, err_len, "malformed CLUSTER SLOTS range");
         return -1;
     }
 
@@ -385,7 +380,7 @@ mpn_cluster_entry_valid(const redisReply *e, char *err, size_t err_len)
         || e->element[1]->integer >= MPN_CLUSTER_SLOTS
         || e->element[0]->integer > e->element[1]->integer)
     {
-        mpn_cluster_error(err, err_len,
+        mpn_err(err, err_len,
                           "bad slot range %lld-%lld in CLUSTER SLOTS",
                           e->element[0]->integer, e->element[1]->integer);
         return -1;
@@ -401,7 +396,7 @@ mpn_cluster_entry_valid(const redisReply *e, char *err, size_t err_len)
             || n->element[1]->integer <= 0
             || n->element[1]->integer > 65535)
         {
-            mpn_cluster_error(err, err_len,
+            mpn_err(err, err_len,
                               "malformed node in CLUSTER SLOTS range "
                               "%lld-%lld", e->element[0]->integer,
                               e->element[1]->integer);
@@ -503,17 +498,3 @@ mpn_cluster_parse_uint(const char *s, size_t len, unsigned max,
     return 0;
 }
 
-
-static void
-mpn_cluster_error(char *err, size_t err_len, const char *fmt, ...)
-{
-    va_list  args;
-
-    if (err == NULL || err_len == 0) {
-        return;
-    }
-
-    va_start(args, fmt);
-    vsnprintf(err, err_len, fmt, args);
-    va_end(args);
-}

@@ -6,6 +6,7 @@
 
 #include "mpn_jwk.h"
 #include "mpn_b64url.h"
+#include "mpn_err.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -72,7 +73,6 @@ static mpn_keyset_t *mpn_keyset_new(size_t nkeys, char *err,
 static mpn_keyset_t *mpn_keyset_parse(const char *json, size_t len,
     int want_private, char *err, size_t err_len, mpn_token_warn_pt warn,
     void *warn_data);
-static void mpn_err(char *err, size_t err_len, const char *fmt, ...);
 static int mpn_jwk_put_b64(json_t *obj, const char *name,
     const unsigned char *p, size_t len);
 static int mpn_jwk_put_bn(json_t *obj, const char *name, EVP_PKEY *pkey,
@@ -1088,20 +1088,6 @@ mpn_jwk_fromdata(const char *type, OSSL_PARAM_BLD *bld, int selection)
     return pkey;
 }
 
-
-static void
-mpn_err(char *err, size_t err_len, const char *fmt, ...)
-{
-    va_list  args;
-
-    if (err == NULL || err_len == 0) {
-        return;
-    }
-
-    va_start(args, fmt);
-    vsnprintf(err, err_len, fmt, args);
-    va_end(args);
-}
 
 
 char *
