@@ -42,7 +42,7 @@ FUZZERS      := $(patsubst t/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard t/fuzz/fuzz_*.c
 TOOLS        :=
 
 .PHONY: all deps module unit integration test asan fuzz bench bench-token \
-	bench-consume bench-scale bench-judge run clean man deb package-test
+	bench-consume bench-tls bench-scale bench-judge run clean man deb package-test
 
 all: deps module tools
 
@@ -208,6 +208,12 @@ bench: deps module
 bench-consume: deps module
 	VARIANTS="baseline mpn-cache mpn-consume" t/bench/bench.sh $(MODULE) \
 	    t/bench/tokens.py
+
+# what TLS to Redis costs per uncached lookup: mpn-nocache against the
+# plain port and the TLS port of the same redis-server, the same round
+bench-tls: deps module
+	VARIANTS="baseline mpn-nocache mpn-nocache-tls" t/bench/bench.sh \
+	    $(MODULE) t/bench/tokens.py
 
 # mpn_cache from 10,000 to 1,000,000 partners, uniform and Zipf(1.0), the
 # zone holding all of them or a tenth (t/bench/scale.sh; a quarter hour)

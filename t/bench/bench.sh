@@ -15,8 +15,9 @@
 # variables: make bench ROUNDS=5 PARTNERS=1000000 DIST=zipf):
 #   ROUNDS=3 DURATION=10 WARMUP=3 CONNS=64 THREADS=1
 #   VARIANTS="baseline mpn-cache mpn-nocache mpn-token-hs mpn-token-rs
-#             mpn-token-es mpn-token-ed" (and mpn-consume, not by default:
-#             mpn-cache with mpn_consume azure_credits per=month)
+#             mpn-token-es mpn-token-ed" (not by default: mpn-consume,
+#             mpn-cache with mpn_consume azure_credits per=month;
+#             mpn-nocache-tls, mpn-nocache over TLS to the same redis-server)
 #   PARTNERS=10000   how many partners the records and requests cover
 #   DIST=uniform     uniform: each partner in turn; zipf: Zipf(1.0) by rank
 #   ZONE=            mpn_cache zone size; default: room for every partner
@@ -99,9 +100,31 @@ wait_port() {
 
 # --- redis, seeded ---------------------------------------------------------
 
+# a TLS port too when a variant speaks TLS: a CA and a certificate for
+# 127.0.0.1 made here, as t/lib/MpnTls.pm does for the tests
+tls=()
+case " $VARIANTS " in *-tls\ *)
+    tport=$(free_port)
+    (cd "$dir" &&
+     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+         -days 2 -subj /CN=bench-ca -keyout ca.key -out ca.crt \
+         -addext basicConstraints=critical,CA:TRUE \
+         -addext keyUsage=critical,keyCertSign &&
+     openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+         -subj /CN=redis -keyout redis.key -out redis.csr &&
+     printf 'subjectAltName=IP:127.0.0.1\n' > redis.ext &&
+     openssl x509 -req -in redis.csr -CA ca.crt -CAkey ca.key \
+         -CAcreateserial -days 2 -extfile redis.ext -out redis.crt
+    ) > "$dir/pki.log" 2>&1 || { cat "$dir/pki.log"; exit 1; }
+    chmod 644 "$dir"/*.crt "$dir"/*.key
+    tls=(--tls-port "$tport" --tls-cert-file "$dir/redis.crt"
+         --tls-key-file "$dir/redis.key" --tls-ca-cert-file "$dir/ca.crt"
+         --tls-auth-clients no) ;;
+esac
+
 rport=$(free_port)
 redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no \
-    --dir "$dir" --logfile "$dir/redis.log" &
+    --dir "$dir" --logfile "$dir/redis.log" "${tls[@]}" &
 redis_pid=$!
 pids+=("$redis_pid")
 wait_port "$rport"
@@ -127,6 +150,9 @@ start_nginx() {
     baseline) ;;
     mpn-nocache)
         http="mpn_redis 127.0.0.1:$rport;"
+        gate="mpn on; mpn_partner \$http_x_partner_id;" ;;
+    mpn-nocache-tls)
+        http="mpn_redis 127.0.0.1:$tport tls tls_ca=$dir/ca.crt;"
         gate="mpn on; mpn_partner \$http_x_partner_id;" ;;
     mpn-cache)
         http="mpn_redis 127.0.0.1:$rport; mpn_cache zone=mpn:$ZONE ttl=$TTL;"
@@ -235,7 +261,7 @@ wrk_run() {
 # count), each from where the last one stopped
 if [ -n "$FILL" ] && [ "$FILL" != 0 ]; then
     for v in $VARIANTS; do
-        case $v in baseline|mpn-nocache) continue ;; esac
+        case $v in baseline|mpn-nocache*) continue ;; esac
         off=0
         while [ "$off" -lt "$PARTNERS" ]; do
             got=$(wrk_run "$v" 5 PEERS_DIST=uniform PEERS_START="$off" \

@@ -63,14 +63,18 @@ def main(path, folder=None):
                 rel = "%.3f" % (x / paired("mpn-cache", "baseline")[0])
             print("%-14s %8.3f %10.2f %9.2f %13s" % (v, x, us, p99, rel))
 
-    if "mpn-consume" in runs and "mpn-cache" in runs:
-        x, us, p99 = paired("mpn-consume", "mpn-cache")
-        p50 = st.median(r["p50"] - runs["mpn-cache"][n]["p50"]
-                        for n, r in runs["mpn-consume"].items()
-                        if n in runs["mpn-cache"])
-        print("\nmpn-consume over mpn-cache, the same round: x%.3f req/s, "
-              "%+.2f us CPU per request (nginx worker and redis-server), "
-              "p50 %+.0f us, p99 x%.2f" % (x, us, p50, p99))
+    # what one thing adds, against the variant without it in the same round
+    for v, b, what in (("mpn-consume", "mpn-cache", "consuming"),
+                       ("mpn-nocache-tls", "mpn-nocache", "TLS")):
+        if v not in runs or b not in runs:
+            continue
+        x, us, p99 = paired(v, b)
+        pr = [(r, runs[b][n]) for n, r in runs[v].items() if n in runs[b]]
+        p50 = st.median(r["p50"] - o["p50"] for r, o in pr)
+        nus = st.median(r["nginx_us"] - o["nginx_us"] for r, o in pr)
+        print("\n%s over %s (%s), the same round: x%.3f req/s, %+.2f us CPU "
+              "per request (%+.2f us nginx worker, the rest redis-server), "
+              "p50 %+.0f us, p99 x%.2f" % (v, b, what, x, us, nus, p50, p99))
 
     if folder:
         for v in order:
