@@ -14,33 +14,15 @@
 #include <cmocka.h>
 
 #include "mpn_cluster.h"
+#include "unit_reply.h"
 
 
 static char  err[256];
 
 
-#define S(s)  s, sizeof(s) - 1
-
 /* a node entry: [host, port, id] */
 #define NODE(len, host, port)                                                \
     "*3\r\n$" #len "\r\n" #host "\r\n:" #port "\r\n$3\r\nabc\r\n"
-
-
-static redisReply *
-resp(const char *text)
-{
-    void         *reply;
-    redisReader  *r;
-
-    r = redisReaderCreate();
-    assert_non_null(r);
-    assert_int_equal(redisReaderFeed(r, text, strlen(text)), REDIS_OK);
-    assert_int_equal(redisReaderGetReply(r, &reply), REDIS_OK);
-    assert_non_null(reply);
-    redisReaderFree(r);
-
-    return reply;
-}
 
 
 static mpn_cluster_map_t *

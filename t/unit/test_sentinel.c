@@ -14,25 +14,7 @@
 #include <cmocka.h>
 
 #include "mpn_sentinel.h"
-
-
-#define S(s)  s, sizeof(s) - 1
-
-static redisReply *
-resp(const char *text)
-{
-    void         *reply;
-    redisReader  *r;
-
-    r = redisReaderCreate();
-    assert_non_null(r);
-    assert_int_equal(redisReaderFeed(r, text, strlen(text)), REDIS_OK);
-    assert_int_equal(redisReaderGetReply(r, &reply), REDIS_OK);
-    assert_non_null(reply);
-    redisReaderFree(r);
-
-    return reply;
-}
+#include "unit_reply.h"
 
 
 /* a replica entry as SENTINEL REPLICAS gives it (shortened) */
