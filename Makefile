@@ -97,7 +97,7 @@ $(COMPAT_MODULE): $(COMPAT_DIR)/objs/Makefile $(MOD_SRCS)
 module: $(if $(NGINX_SRC),$(COMPAT_MODULE),$(MODULE))
 
 # C unit tests (cmocka) for the pure parts, under ASan and UBSan
-$(BUILD)/unit/%: t/unit/%.c $(PURE_SRCS) $(PURE_HDRS)
+$(BUILD)/unit/%: t/unit/%.c $(wildcard t/unit/*.h) $(PURE_SRCS) $(PURE_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) -g -O1 -Wall -Wextra -fsanitize=address,undefined \
 	    -fno-sanitize-recover=all -Ingx_mpn_module -It/unit \

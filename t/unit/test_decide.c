@@ -14,17 +14,10 @@
 
 #include "mpn_decide.h"
 #include "mpn_time.h"
+#include "unit_records.h"
 
 
-#define ID    "p1"
-#define DAY   ((int64_t) MPN_DAY)
 #define NOW   ((int64_t) 1780272000)       /* 2026-06-01T00:00:00Z */
-
-#define NET   "\"network\":true,"
-
-
-static mpn_record_t  *recs[8];
-static int            nrecs;
 
 
 /* an RFC 3339 time `s` seconds from NOW; a few stay valid at once */
@@ -39,50 +32,6 @@ at(int64_t s)
     mpn_time_format(NOW + s, buf[n]);
 
     return buf[n];
-}
-
-
-/* a record made of `fmt` inside {"v":1,"partner_id":"p1", ... } */
-
-static const mpn_record_t *
-record(const char *fmt, ...)
-{
-    int            n;
-    char           json[4096], err[256];
-    va_list        args;
-    mpn_record_t  *rec;
-
-    n = snprintf(json, sizeof(json), "{\"v\":1,\"partner_id\":\"" ID "\",");
-
-    va_start(args, fmt);
-    vsnprintf(json + n, sizeof(json) - n - 1, fmt, args);
-    va_end(args);
-
-    strcat(json, "}");
-
-    rec = mpn_record_parse(json, strlen(json), ID, sizeof(ID) - 1, err,
-                           sizeof(err));
-    if (rec == NULL) {
-        fail_msg("bad test record %s: %s", json, err);
-    }
-
-    assert_true(nrecs < 8);
-    recs[nrecs++] = rec;
-
-    return rec;
-}
-
-
-static int
-teardown(void **state)
-{
-    (void) state;
-
-    while (nrecs > 0) {
-        free(recs[--nrecs]);
-    }
-
-    return 0;
 }
 
 
@@ -1367,8 +1316,6 @@ name_tables_match_the_spec_words(void **state)
     assert_string_equal(mpn_tier_names[MPN_TIER_GOLD], "gold");
 }
 
-
-#define T(f)  cmocka_unit_test_teardown(f, teardown)
 
 int
 main(void)

@@ -14,17 +14,11 @@
 
 #include "mpn_quota.h"
 #include "mpn_time.h"
+#include "unit_records.h"
 
-
-#define ID    "p1"
-#define DAY   ((int64_t) MPN_DAY)
 
 #define WE    "windows_enterprise"
 #define WE_LEN  (sizeof(WE) - 1)
-
-
-static mpn_record_t  *recs[8];
-static int            nrecs;
 
 
 static int64_t
@@ -40,57 +34,15 @@ t(const char *s)
 }
 
 
-/* a network member with `grants` inside the record:
- * "subscriptions":{...},"competencies":{...} */
-
-static const mpn_record_t *
-record(const char *grants)
-{
-    char           json[4096], err[256];
-    mpn_record_t  *rec;
-
-    snprintf(json, sizeof(json), "{\"v\":1,\"partner_id\":\"" ID "\","
-             "\"network\":true,%s}", grants);
-
-    rec = mpn_record_parse(json, strlen(json), ID, sizeof(ID) - 1, err,
-                           sizeof(err));
-    if (rec == NULL) {
-        fail_msg("bad test record %s: %s", json, err);
-    }
-
-    assert_true(nrecs < 8);
-    recs[nrecs++] = rec;
-
-    return rec;
-}
-
-
 /* an active Action Pack from start to end listing windows_enterprise: q */
 
 static const mpn_record_t *
 action_pack(const char *start, const char *end, int q)
 {
-    char  buf[512];
-
-    snprintf(buf, sizeof(buf), "\"subscriptions\":{\"action_pack\":{"
-             "\"status\":\"active\",\"start\":\"%s\",\"end\":\"%s\","
-             "\"auto_renew\":true,\"benefits\":{\"" WE "\":%d}}}",
-             start, end, q);
-
-    return record(buf);
-}
-
-
-static int
-teardown(void **state)
-{
-    (void) state;
-
-    while (nrecs > 0) {
-        free(recs[--nrecs]);
-    }
-
-    return 0;
+    return record(NET "\"subscriptions\":{\"action_pack\":{"
+                  "\"status\":\"active\",\"start\":\"%s\",\"end\":\"%s\","
+                  "\"auto_renew\":true,\"benefits\":{\"" WE "\":%d}}}",
+                  start, end, q);
 }
 
 
@@ -259,7 +211,8 @@ competency_without_end_counts_per_calendar_year(void **state)
 
     (void) state;
 
-    rec = record("\"competencies\":{\"cloud_platform\":{\"level\":\"gold\","
+    rec = record(NET "\"competencies\":{"
+                 "\"cloud_platform\":{\"level\":\"gold\","
                  "\"benefits\":{\"" WE "\":20}}}");
 
     q = period(rec, MPN_PER_TERM, t("2026-12-31T23:59:59Z"), 0, 0);
@@ -273,7 +226,8 @@ competency_without_end_counts_per_calendar_year(void **state)
 
     /* a competency with an end: the year ending there */
 
-    rec = record("\"competencies\":{\"cloud_platform\":{\"level\":\"gold\","
+    rec = record(NET "\"competencies\":{"
+                 "\"cloud_platform\":{\"level\":\"gold\","
                  "\"end\":\"2027-06-30T00:00:00Z\","
                  "\"benefits\":{\"" WE "\":20}}}");
 
@@ -292,7 +246,7 @@ several_grants_add_up_and_the_last_ending_sets_the_term(void **state)
 
     (void) state;
 
-    rec = record("\"subscriptions\":{"
+    rec = record(NET "\"subscriptions\":{"
                  "\"action_pack\":{\"status\":\"active\","
                  "\"end\":\"2027-01-15T00:00:00Z\",\"auto_renew\":true,"
                  "\"benefits\":{\"" WE "\":10}},"
@@ -321,7 +275,8 @@ several_grants_add_up_and_the_last_ending_sets_the_term(void **state)
 
     /* a competency with no end outlasts any end: the calendar year */
 
-    rec = record("\"subscriptions\":{\"action_pack\":{\"status\":\"active\","
+    rec = record(NET "\"subscriptions\":{"
+                 "\"action_pack\":{\"status\":\"active\","
                  "\"end\":\"2027-01-15T00:00:00Z\",\"auto_renew\":true,"
                  "\"benefits\":{\"" WE "\":10}}},"
                  "\"competencies\":{\"cloud_platform\":{\"level\":\"gold\","
@@ -344,12 +299,12 @@ benefit_not_held_has_no_period(void **state)
     rec = action_pack("2026-01-15T00:00:00Z", "2027-01-15T00:00:00Z", 0);
     (void) period(rec, MPN_PER_TERM, t("2026-06-01T00:00:00Z"), 0, -1);
 
-    rec = record("\"subscriptions\":{\"action_pack\":{\"status\":"
+    rec = record(NET "\"subscriptions\":{\"action_pack\":{\"status\":"
                  "\"cancelled\",\"end\":\"2027-01-15T00:00:00Z\","
                  "\"auto_renew\":false,\"benefits\":{\"" WE "\":10}}}");
     (void) period(rec, MPN_PER_MONTH, t("2026-06-01T00:00:00Z"), 0, -1);
 
-    rec = record("\"subscriptions\":{}");
+    rec = record(NET "\"subscriptions\":{}");
     (void) period(rec, MPN_PER_TERM, t("2026-06-01T00:00:00Z"), 0, -1);
 }
 
@@ -362,7 +317,7 @@ huge_quantities_and_times_saturate(void **state)
 
     (void) state;
 
-    rec = record("\"subscriptions\":{"
+    rec = record(NET "\"subscriptions\":{"
                  "\"a\":{\"status\":\"active\","
                  "\"end\":\"9999-12-31T23:59:59Z\",\"auto_renew\":true,"
                  "\"benefits\":{\"" WE "\":9007199254740991}},"
@@ -478,8 +433,6 @@ month_and_year_of_times_before_1970(void **state)
     assert_int_equal(next, 0);
 }
 
-
-#define T(f)  cmocka_unit_test_teardown(f, teardown)
 
 int
 main(void)
