@@ -13,11 +13,18 @@ mpn_err(char *err, size_t err_len, const char *fmt, ...)
 {
     va_list  args;
 
+    va_start(args, fmt);
+    mpn_verr(err, err_len, fmt, args);
+    va_end(args);
+}
+
+
+void
+mpn_verr(char *err, size_t err_len, const char *fmt, va_list args)
+{
     if (err == NULL || err_len == 0) {
         return;
     }
 
-    va_start(args, fmt);
-    vsnprintf(err, err_len, fmt, args);
-    va_end(args);
+    (void) vsnprintf(err, err_len, fmt, args);
 }

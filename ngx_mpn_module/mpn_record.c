@@ -12,12 +12,12 @@
  */
 
 #include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
+#include "mpn_err.h"
 #include "mpn_record.h"
 #include "mpn_time.h"
 #include "mpn_json_arena.h"
@@ -48,10 +48,7 @@ static int mpn_record_name_valid(const char *s, size_t len);
 static uint32_t mpn_record_add_name(mpn_record_ctx_t *ctx, const char *s,
     size_t len);
 static void mpn_record_error(mpn_record_ctx_t *ctx, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
+    __attribute__((format(printf, 2, 3)));
 
 
 mpn_record_t *
@@ -562,11 +559,7 @@ mpn_record_error(mpn_record_ctx_t *ctx, const char *fmt, ...)
 {
     va_list  args;
 
-    if (ctx->err == NULL || ctx->err_len == 0) {
-        return;
-    }
-
     va_start(args, fmt);
-    (void) vsnprintf(ctx->err, ctx->err_len, fmt, args);
+    mpn_verr(ctx->err, ctx->err_len, fmt, args);
     va_end(args);
 }
