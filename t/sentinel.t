@@ -32,12 +32,11 @@ seed($set);
 # the records and the dataset marker, on the primary, replicated
 sub seed {
     my ($set) = @_;
-    my $c = $set->primary->client;
+    my $p = $set->primary;
+    my $c = $p->client;
     $c->cmd('SET', "mpn:partner:$_", record($_, sub => { end_days => 200 }))
         for @IDS;
-    no warnings 'once';
-    $c->cmd('SET', $MpnRedis::MARKER // 'mpn:meta',
-            MpnRedis->can('marker_json') ? MpnRedis::marker_json() : '{}');
+    $p->write_marker;
     $set->replicated;
 }
 

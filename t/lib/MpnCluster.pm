@@ -82,7 +82,7 @@ sub start {
     }
 
     if ($opt{marker} // 1) {
-        my $r = $self->cmd('SET', marker_key(), marker_json());
+        my $r = $self->cmd('SET', $MpnRedis::MARKER, MpnRedis::marker_json());
         die "SET marker: $r->{msg}" if ref($r) eq 'MpnRedis::Error';
     }
 
@@ -104,16 +104,6 @@ sub nodes { @{ $_[0]{nodes} } }
 
 # the nodes still running
 sub live { grep { $_->{pid} } @{ $_[0]{nodes} } }
-
-
-sub marker_key { $MpnRedis::MARKER // 'mpn:meta' }
-
-sub marker_json {
-    return MpnRedis::marker_json() if MpnRedis->can('marker_json');
-    require POSIX;
-    return '{"v":1,"created_at":"'
-        . POSIX::strftime('%Y-%m-%dT%H:%M:%SZ', gmtime) . '"}';
-}
 
 
 # one command on a fresh connection to a node
