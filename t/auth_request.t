@@ -17,7 +17,6 @@ use MpnRecords;
 my $t = MpnTest->new;
 $t->start_redis;
 seed_records($t);
-mkdir $t->dir . '/html/benefits';
 $t->write_file('html/benefits/x', "benefit page\n");
 
 $t->write_nginx_conf(<<'EOF');

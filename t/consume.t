@@ -76,10 +76,7 @@ EOF
 
 sub setup {
     my ($t) = @_;
-    for my $d (qw(keys offers credits n open idx)) {
-        mkdir $t->dir . "/html/$d";
-        $t->write_file("html/$d/x", "$d\n");
-    }
+    $t->write_file("html/$_/x", "$_\n") for qw(keys offers credits n open idx);
     $t->write_file('html/idx/index.html', "index\n");
     $t->write_file('html/offers.html', "offers\n");
 }

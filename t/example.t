@@ -18,10 +18,8 @@ my $t = MpnTest->new;
 $t->start_redis;
 seed_records($t);
 
-for my $d (qw(benefits benefits/tools benefits/licenses benefits/azure benefits/cloud)) {
-    mkdir $t->dir . "/html/$d";
-    $t->write_file("html/$d/index.html", "$d\n");
-}
+$t->write_file("html/$_/index.html", "$_\n")
+    for qw(benefits benefits/tools benefits/licenses benefits/azure benefits/cloud);
 
 my $conf = $t->read_file("$ROOT/docs/example.conf");
 my $redis = $t->redis_port;

@@ -34,10 +34,7 @@ EOF
 
 sub setup {
     my ($t) = @_;
-    for my $d (qw(gated open plain)) {
-        mkdir $t->dir . "/html/$d";
-        $t->write_file("html/$d/x", "$d\n");
-    }
+    $t->write_file("html/$_/x", "$_\n") for qw(gated open plain);
 }
 
 subtest 'redis down at start: 503 within about connect_timeout' => sub {

@@ -19,10 +19,8 @@ $t->redis('SET', 'mpn:partner:broken', '{"v":1, not json');
 $t->redis('SET', 'mpn:partner:otherid', record('someoneelse'));
 $t->redis('HSET', 'mpn:partner:hash', 'v', '1');
 
-for my $d (qw(benefits tools azure gold grace open plain loud)) {
-    mkdir $t->dir . "/html/$d";
-    $t->write_file("html/$d/x", "content of $d\n");
-}
+$t->write_file("html/$_/x", "content of $_\n")
+    for qw(benefits tools azure gold grace open plain loud);
 
 $t->write_nginx_conf(<<'EOF');
     mpn_redis %%REDIS%%;

@@ -42,10 +42,7 @@ EOF
 sub start {
     my ($redis, %o) = @_;
     my $t = MpnTest->new;
-    for my $d (qw(gated open)) {
-        mkdir $t->dir . "/html/$d";
-        $t->write_file("html/$d/x", "$d\n");
-    }
+    $t->write_file("html/$_/x", "$_\n") for qw(gated open);
     $t->start_redis(marker => $o{marker} // 1);
     seed_records($t) unless $o{no_records};
     $t->write_nginx_conf(conf($redis, %o));
@@ -248,7 +245,6 @@ subtest 'a failed SELECT reads nothing, from any database' => sub {
 
 subtest 'a failed AUTH: nothing is sent behind it' => sub {
     my $t = MpnTest->new;
-    mkdir $t->dir . '/html/gated';
     $t->write_file('html/gated/x', "gated\n");
     $t->start_redis(password => 'right-secret');
     seed_records($t);

@@ -23,10 +23,7 @@ plan(skip_all => "$CTL not built") unless -x $CTL;
 my $t = MpnTest->new;
 $t->start_redis;
 seed_records($t);
-for my $d (qw(t c iss leeway claim)) {
-    mkdir $t->dir . "/html/$d";
-    $t->write_file("html/$d/x", "$d page\n");
-}
+$t->write_file("html/$_/x", "$_ page\n") for qw(t c iss leeway claim);
 
 sub run { my $o = `$_[0]`; die "failed: $_[0]" if $?; chomp $o; $o }
 

@@ -26,10 +26,7 @@ sub run { my $o = `$_[0]`; die "failed: $_[0]" if $?; chomp $o; $o }
 my $t = MpnTest->new;
 $t->start_redis;
 seed_records($t);
-for my $d (qw(t x y)) {
-    mkdir $t->dir . "/html/$d";
-    $t->write_file("html/$d/p", "$d page\n");
-}
+$t->write_file("html/$_/p", "$_ page\n") for qw(t x y);
 
 my $keys1 = $t->write_file('keys1.json', run("$CTL keygen --alg ES256 --kid k1"));
 my $keys2 = $t->write_file('keys2.json', run("$CTL keygen --alg ES256 --kid k1"));

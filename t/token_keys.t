@@ -31,10 +31,7 @@ plan(skip_all => 'python3 not installed') unless -x '/usr/bin/python3';
 my $t = MpnTest->new;
 $t->start_redis;
 seed_records($t);
-for my $d (qw(t both cache down open)) {
-    mkdir $t->dir . "/html/$d";
-    $t->write_file("html/$d/x", "$d page\n");
-}
+$t->write_file("html/$_/x", "$_ page\n") for qw(t both cache down open);
 my $p = MpnProvider->start($t);
 my $PP = $p->port;
 

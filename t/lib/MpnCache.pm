@@ -44,7 +44,6 @@ EOF
 
 sub setup_html {
     my ($t) = @_;
-    mkdir $t->dir . '/html/gated';
     $t->write_file('html/gated/x', "gated\n");
 }
 

@@ -9,6 +9,8 @@ use strict;
 use warnings;
 
 use Exporter 'import';
+use File::Basename qw(dirname);
+use File::Path qw(make_path);
 use File::Temp qw(tempdir);
 use IO::Socket::INET;
 use IO::Select;
@@ -45,9 +47,12 @@ sub new {
 
 sub dir { $_[0]{dir} }
 
+# a file in the test directory (or at an absolute path), its directory
+# made if need be
 sub write_file {
     my ($self, $name, $content) = @_;
     my $path = $name =~ m{^/} ? $name : "$self->{dir}/$name";
+    make_path(dirname($path));
     open my $fh, '>', $path or die "$path: $!";
     print $fh $content;
     close $fh;
