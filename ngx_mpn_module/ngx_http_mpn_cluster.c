@@ -1,15 +1,18 @@
 /*
  * Redis Cluster over the connection layer (ngx_http_mpn_redis.c): the
- * slot map from CLUSTER SLOTS, each GET on its key's node, MOVED and ASK,
- * failover, read=replica, and the dataset marker read on its slot's node.
+ * slot map from CLUSTER SLOTS, each command on its key's node, MOVED and
+ * ASK, failover, read=replica, and the dataset marker read on its slot's
+ * node.
  *
  * Each worker keeps one connection per node it has used, opened on demand
- * and pipelined like the single-server one.  A lookup (one GET and where
- * it went) is malloc()ed and lives until its handler has been called once:
- * with the reply, or with NULL when none can be had.  It moves between
+ * and pipelined like the single-server one.  A lookup (one command about
+ * one key, a GET or a write such as FCALL mpn_consume, and where it went)
+ * is malloc()ed and lives until its handler has been called once: with
+ * the reply, or with NULL when none can be had.  It moves between
  * connections on MOVED (to the node named, while the map is refreshed),
- * on ASK (ASKING and the GET, once), and once after its connection was
- * lost (after the map is refreshed from any other node).  At most one
+ * on ASK (ASKING and the command, once), and, a read only, once after its
+ * connection was lost (after the map is refreshed from any other node):
+ * a write may have run there, so it is never sent twice.  At most one
  * CLUSTER SLOTS is in flight; lookups that need the map wait for it, each
  * with its own deadline.
  */
@@ -62,13 +65,15 @@ struct ngx_http_mpn_cluster_lookup_s {
     ngx_event_t                     timer;       /* while parked */
     uint64_t                        sent;        /* usec */
     ngx_uint_t                      redirects;
-    const char                     *command;     /* "GET" or "EXISTS" */
+    ngx_str_t                       key;         /* routed by its slot */
+    int                             argc;
+    const char                    **argv;        /* copies, after lk */
+    size_t                         *argvlen;
     unsigned                        parked:1;
     unsigned                        retried:1;   /* after a loss */
     unsigned                        asking:1;
     unsigned                        internal:1;  /* marker: not counted */
-    size_t                          key_len;
-    u_char                          key[1];
+    unsigned                        write:1;     /* primary, sent once */
 };
 
 
@@ -115,8 +120,10 @@ static void ngx_http_mpn_cluster_ping_reply(void *data, void *reply);
 static void ngx_http_mpn_cluster_ignore_reply(void *data, void *reply);
 
 static ngx_http_mpn_cluster_lookup_t *ngx_http_mpn_cluster_lookup(
-    const char *command, ngx_str_t *key, ngx_http_mpn_reply_pt handler,
-    void *data);
+    ngx_str_t *key, int argc, const char **argv, const size_t *argvlen,
+    ngx_http_mpn_reply_pt handler, void *data);
+static ngx_http_mpn_cluster_lookup_t *ngx_http_mpn_cluster_exists(
+    ngx_http_mpn_reply_pt handler, void *data);
 static void ngx_http_mpn_cluster_route(ngx_http_mpn_cluster_lookup_t *lk);
 static ngx_int_t ngx_http_mpn_cluster_send(ngx_http_mpn_cluster_lookup_t *lk,
     ngx_http_mpn_cluster_node_t *node);
@@ -271,7 +278,8 @@ ngx_http_mpn_cluster_ready(void)
 
 
 void *
-ngx_http_mpn_cluster_get(ngx_str_t *key, ngx_http_mpn_reply_pt handler,
+ngx_http_mpn_cluster_command(ngx_str_t *key, int argc, const char **argv,
+    const size_t *argvlen, ngx_uint_t write, ngx_http_mpn_reply_pt handler,
     void *data)
 {
     ngx_http_mpn_cluster_lookup_t  *lk;
@@ -281,10 +289,13 @@ ngx_http_mpn_cluster_get(ngx_str_t *key, ngx_http_mpn_reply_pt handler,
         return NULL;
     }
 
-    lk = ngx_http_mpn_cluster_lookup("GET", key, handler, data);
+    lk = ngx_http_mpn_cluster_lookup(key, argc, argv, argvlen, handler,
+                                     data);
     if (lk == NULL) {
         return NULL;
     }
+
+    lk->write = (write != 0);
 
     ngx_http_mpn_cluster_route(lk);
 
@@ -294,8 +305,10 @@ ngx_http_mpn_cluster_get(ngx_str_t *key, ngx_http_mpn_reply_pt handler,
 
 /*
  * The request waiting for this lookup gave up.  A connection that has
- * answered nothing since the GET was sent is stalled and dropped (the
- * layer's rule); the lookup ends there, or at its own deadline.
+ * answered nothing since the command was sent is stalled and dropped (the
+ * layer's rule); the lookup ends there, or at its own deadline.  A write
+ * waiting for a map was never sent: it ends now, so that it cannot run
+ * for a request already answered.
  */
 
 void
@@ -309,6 +322,10 @@ ngx_http_mpn_cluster_timed_out(void *handle)
     }
 
     ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_TIMEOUTS);
+
+    if (lk->write) {
+        ngx_http_mpn_cluster_finish(lk, NULL);
+    }
 }
 
 
@@ -574,15 +591,30 @@ ngx_http_mpn_cluster_ignore_reply(void *data, void *reply)
 
 /* lookups */
 
+/*
+ * One allocation: the lookup, then argvlen[] and argv[] (aligned as the
+ * lookup is), then the key's and the arguments' bytes, which may be sent
+ * again (a redirect) long after the caller's argv is gone.
+ */
+
 static ngx_http_mpn_cluster_lookup_t *
-ngx_http_mpn_cluster_lookup(const char *command, ngx_str_t *key,
-    ngx_http_mpn_reply_pt handler, void *data)
+ngx_http_mpn_cluster_lookup(ngx_str_t *key, int argc, const char **argv,
+    const size_t *argvlen, ngx_http_mpn_reply_pt handler, void *data)
 {
+    int                             i;
+    size_t                          size;
+    u_char                         *p;
     ngx_http_mpn_cluster_lookup_t  *lk;
     ngx_http_mpn_cluster_t         *cl = &ngx_http_mpn_cluster;
 
-    lk = ngx_alloc(sizeof(ngx_http_mpn_cluster_lookup_t) + key->len,
-                   cl->log);
+    size = sizeof(ngx_http_mpn_cluster_lookup_t)
+           + argc * (sizeof(size_t) + sizeof(char *)) + key->len;
+
+    for (i = 0; i < argc; i++) {
+        size += argvlen[i];
+    }
+
+    lk = ngx_alloc(size, cl->log);
     if (lk == NULL) {
         return NULL;
     }
@@ -591,11 +623,23 @@ ngx_http_mpn_cluster_lookup(const char *command, ngx_str_t *key,
 
     lk->handler = handler;
     lk->data = data;
-    lk->command = command;
     lk->deadline = ngx_current_msec + cl->conf->timeout
                    + cl->conf->connect_timeout;
-    lk->key_len = key->len;
-    ngx_memcpy(lk->key, key->data, key->len);
+
+    lk->argc = argc;
+    lk->argvlen = (size_t *) (lk + 1);
+    lk->argv = (const char **) (lk->argvlen + argc);
+    p = (u_char *) (lk->argv + argc);
+
+    lk->key.data = p;
+    lk->key.len = key->len;
+    p = ngx_cpymem(p, key->data, key->len);
+
+    for (i = 0; i < argc; i++) {
+        lk->argv[i] = (const char *) p;
+        lk->argvlen[i] = argvlen[i];
+        p = ngx_cpymem(p, argv[i], argvlen[i]);
+    }
 
     lk->timer.handler = ngx_http_mpn_cluster_parked_timeout;
     lk->timer.data = lk;
@@ -606,8 +650,35 @@ ngx_http_mpn_cluster_lookup(const char *command, ngx_str_t *key,
 }
 
 
-/* to the node of the key's slot: its primary, or with read=replica one of
- * its replicas that answers, the nearest */
+/* EXISTS marker: the worker's own check, not a request's lookup */
+
+static ngx_http_mpn_cluster_lookup_t *
+ngx_http_mpn_cluster_exists(ngx_http_mpn_reply_pt handler, void *data)
+{
+    size_t                          len[2];
+    const char                     *argv[2];
+    ngx_http_mpn_cluster_lookup_t  *lk;
+    ngx_str_t                      *marker;
+
+    marker = &ngx_http_mpn_cluster.conf->marker;
+
+    argv[0] = "EXISTS";
+    len[0] = 6;
+    argv[1] = (const char *) marker->data;
+    len[1] = marker->len;
+
+    lk = ngx_http_mpn_cluster_lookup(marker, 2, argv, len, handler, data);
+
+    if (lk != NULL) {
+        lk->internal = 1;
+    }
+
+    return lk;
+}
+
+
+/* to the node of the key's slot: its primary, or for a read with
+ * read=replica one of its replicas that answers, the nearest */
 
 static void
 ngx_http_mpn_cluster_route(ngx_http_mpn_cluster_lookup_t *lk)
@@ -621,7 +692,7 @@ ngx_http_mpn_cluster_route(ngx_http_mpn_cluster_lookup_t *lk)
         return;
     }
 
-    slot = mpn_cluster_slot((const char *) lk->key, lk->key_len);
+    slot = mpn_cluster_slot((const char *) lk->key.data, lk->key.len);
 
     if (cl->map->slot[slot] == MPN_CLUSTER_NONE) {
         ngx_http_mpn_log_limited(&cl->map_limit, cl->log,
@@ -631,7 +702,8 @@ ngx_http_mpn_cluster_route(ngx_http_mpn_cluster_lookup_t *lk)
         return;
     }
 
-    node = ngx_http_mpn_cluster_pick(cl->map->slot[slot]);
+    node = lk->write ? cl->map_nodes[cl->map->slot[slot]]
+                     : ngx_http_mpn_cluster_pick(cl->map->slot[slot]);
 
     if (node == NULL || ngx_http_mpn_cluster_send(lk, node) != NGX_OK) {
         /*
@@ -690,8 +762,8 @@ static ngx_int_t
 ngx_http_mpn_cluster_send(ngx_http_mpn_cluster_lookup_t *lk,
     ngx_http_mpn_cluster_node_t *node)
 {
-    size_t       len[2];
-    const char  *argv[2];
+    size_t       len[1];
+    const char  *argv[1];
 
     ngx_http_mpn_cluster_node_start(node);
 
@@ -711,12 +783,10 @@ ngx_http_mpn_cluster_send(ngx_http_mpn_cluster_lookup_t *lk,
         }
     }
 
-    argv[0] = lk->command;
-    len[0] = ngx_strlen(lk->command);
-    argv[1] = (const char *) lk->key;
-    len[1] = lk->key_len;
+    /* not sent (NULL): nothing ran, and it may go elsewhere */
 
-    lk->cmd = ngx_http_mpn_redis_send(&node->conn, 2, argv, len, 0,
+    lk->cmd = ngx_http_mpn_redis_send(&node->conn, lk->argc, lk->argv,
+                                      lk->argvlen, 0,
                                       ngx_http_mpn_cluster_reply, lk);
     if (lk->cmd == NULL) {
         return NGX_DECLINED;
@@ -750,10 +820,11 @@ ngx_http_mpn_cluster_reply(void *data, void *reply)
 
     if (r == NULL) {
         /*
-         * The connection was lost (or the node failed to answer): send it
-         * once more where the map, asked again, says, if time allows.
+         * The connection was lost (or the node failed to answer): a read
+         * is sent once more where the map, asked again, says, if time
+         * allows; a write may have run, and is not.
          */
-        if (!lk->retried && !cl->exiting
+        if (!lk->retried && !lk->write && !cl->exiting
             && (ngx_msec_int_t) (lk->deadline - ngx_current_msec) > 0)
         {
             lk->retried = 1;
@@ -775,6 +846,7 @@ ngx_http_mpn_cluster_reply(void *data, void *reply)
 
     if (r->type == REDIS_REPLY_NIL
         && !lk->internal
+        && !lk->write
         && ngx_http_mpn_cluster_confirm(lk) == NGX_OK)
     {
         return;
@@ -801,15 +873,13 @@ ngx_http_mpn_cluster_confirm(ngx_http_mpn_cluster_lookup_t *lk)
         return NGX_DECLINED;
     }
 
-    check = ngx_http_mpn_cluster_lookup("EXISTS", &cl->conf->marker,
-                                        ngx_http_mpn_cluster_confirmed, lk);
+    check = ngx_http_mpn_cluster_exists(ngx_http_mpn_cluster_confirmed, lk);
     if (check == NULL) {
         return NGX_DECLINED;
     }
 
     /* the check gets what time the lookup has left */
     check->deadline = lk->deadline;
-    check->internal = 1;
 
     ngx_http_mpn_cluster_route(check);
 
@@ -1391,10 +1461,8 @@ ngx_http_mpn_cluster_marker_check(ngx_event_t *ev)
         return;
     }
 
-    lk = ngx_http_mpn_cluster_lookup("EXISTS", &cl->conf->marker,
-                                     ngx_http_mpn_cluster_marker_reply, cl);
+    lk = ngx_http_mpn_cluster_exists(ngx_http_mpn_cluster_marker_reply, cl);
     if (lk != NULL) {
-        lk->internal = 1;
         cl->marker_checking = 1;
         ngx_http_mpn_cluster_route(lk);
     }

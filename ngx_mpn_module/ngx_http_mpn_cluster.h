@@ -1,6 +1,6 @@
 /*
- * Redis Cluster mode of mpn_redis (ngx_http_mpn_cluster.c): the lookups of
- * a worker routed by the slot map, and the subscriber's node.
+ * Redis Cluster mode of mpn_redis (ngx_http_mpn_cluster.c): the lookups and
+ * writes of a worker routed by the slot map, and the subscriber's node.
  */
 
 #ifndef NGX_HTTP_MPN_CLUSTER_H
@@ -14,9 +14,14 @@ void ngx_http_mpn_cluster_init_process(ngx_cycle_t *cycle,
 void ngx_http_mpn_cluster_exit_process(void);
 ngx_uint_t ngx_http_mpn_cluster_ready(void);
 
-/* a lookup handle for ngx_http_mpn_cluster_timed_out(), or NULL */
-void *ngx_http_mpn_cluster_get(ngx_str_t *key, ngx_http_mpn_reply_pt handler,
-    void *data);
+/*
+ * A command about one key, on the node of the key's slot: a handle for
+ * ngx_http_mpn_cluster_timed_out(), or NULL.  A write goes to the slot's
+ * primary even with read=replica and is never sent twice.
+ */
+void *ngx_http_mpn_cluster_command(ngx_str_t *key, int argc,
+    const char **argv, const size_t *argvlen, ngx_uint_t write,
+    ngx_http_mpn_reply_pt handler, void *data);
 void ngx_http_mpn_cluster_timed_out(void *lookup);
 
 /* the subscriber's locate callback: one node, the next after a failure */

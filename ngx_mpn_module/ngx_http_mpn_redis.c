@@ -1600,8 +1600,14 @@ ngx_http_mpn_redis_get(ngx_str_t *key, ngx_http_mpn_reply_pt handler,
 
     rc = &ngx_http_mpn_redis_lookups;
 
+    argv[0] = "GET";
+    argvlen[0] = 3;
+    argv[1] = (const char *) key->data;
+    argvlen[1] = key->len;
+
     if (rc->conf->cluster) {
-        lookup = ngx_http_mpn_cluster_get(key, handler, data);
+        lookup = ngx_http_mpn_cluster_command(key, 2, argv, argvlen, 0,
+                                              handler, data);
 
         if (lookup == NULL) {
             ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);
@@ -1618,11 +1624,6 @@ ngx_http_mpn_redis_get(ngx_str_t *key, ngx_http_mpn_reply_pt handler,
             rc = replica;
         }
     }
-
-    argv[0] = "GET";
-    argvlen[0] = 3;
-    argv[1] = (const char *) key->data;
-    argvlen[1] = key->len;
 
     /* GET is idempotent: it may be sent again after a loss */
 
@@ -1655,31 +1656,26 @@ ngx_http_mpn_redis_lookup_timed_out(void *lookup)
 
 /*
  * A command about one key, on the connection that serves that key: the
- * worker's lookup connection.  It is not sent again after a loss, as a
- * write may not be idempotent.  Returns a handle for
- * ngx_http_mpn_redis_command_timed_out(), or NULL.  Cluster mode does not
- * route it to the key's node yet: it fails there (see contract-notes.md).
+ * worker's lookup connection, or in Cluster mode the primary of the key's
+ * slot.  It is not sent again after a loss, as a write may not be
+ * idempotent.  Returns a handle for ngx_http_mpn_redis_command_timed_out(),
+ * or NULL.
  */
 
 void *
 ngx_http_mpn_redis_command(ngx_str_t *key, int argc, const char **argv,
     const size_t *argvlen, ngx_http_mpn_reply_pt handler, void *data)
 {
-    ngx_http_mpn_redis_cmd_t  *cmd;
-
-    static ngx_http_mpn_limit_t  cluster_limit;
+    void  *cmd;
 
     if (ngx_http_mpn_redis_lookups.conf->cluster) {
-        ngx_http_mpn_log_limited(&cluster_limit, ngx_cycle->log,
-                                 "mpn: \"%V\": commands other than lookups "
-                                 "are not routed in Cluster mode yet",
-                                 key);
-        ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);
-        return NULL;
-    }
+        cmd = ngx_http_mpn_cluster_command(key, argc, argv, argvlen, 1,
+                                           handler, data);
 
-    cmd = ngx_http_mpn_redis_send(&ngx_http_mpn_redis_lookups, argc, argv,
-                                  argvlen, 0, handler, data);
+    } else {
+        cmd = ngx_http_mpn_redis_send(&ngx_http_mpn_redis_lookups, argc,
+                                      argv, argvlen, 0, handler, data);
+    }
 
     if (cmd == NULL) {
         ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);
@@ -1689,10 +1685,12 @@ ngx_http_mpn_redis_command(ngx_str_t *key, int argc, const char **argv,
 }
 
 
+/* the same rule as for a lookup: the handles are of the same kinds */
+
 void
 ngx_http_mpn_redis_command_timed_out(void *handle)
 {
-    ngx_http_mpn_redis_timed_out(handle);
+    ngx_http_mpn_redis_lookup_timed_out(handle);
 }
 
 

@@ -6,7 +6,10 @@
 # Redis never hand out more than the allowance; an idempotency value
 # consumes once; Redis down or stopped follows mpn_fail; a client that
 # leaves mid-consumption leaves nothing behind; a renewal starts a new
-# allowance; a bad amount is 400.
+# allowance; a bad amount is 400.  On a Redis Cluster (three primaries,
+# three replicas) the consumption goes to the primary of the usage key's
+# slot, follows ASK and MOVED, is never sent twice, and a stopped primary
+# is mpn_fail's.
 
 use strict;
 use warnings;
@@ -20,7 +23,9 @@ use IO::Select;
 use POSIX qw(strftime);
 use Time::HiRes qw(time sleep);
 use MpnTest;
+use MpnRedis;
 use MpnRecords;
+use MpnCluster;
 
 use constant DAY => 86400;
 
@@ -82,6 +87,29 @@ sub setup {
 }
 
 sub get { my ($t, $uri, $id, %h) = @_; $t->http_get($uri, 'X-Partner' => $id, %h) }
+
+# $n requests for /keys/x as partner $id, spread over the gates given:
+# every connection is opened and every request sent before any reply is
+# read.  ({status => count}, {usage seen by an allowed one => count})
+sub concurrent {
+    my ($n, $id, @gates) = @_;
+    my @c;
+    for my $i (0 .. $n - 1) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+            PeerPort => $gates[$i % @gates]->port, Proto => 'tcp')
+            or die "connect: $!";
+        push @c, $s;
+    }
+    print $_ "GET /keys/x HTTP/1.0\r\nX-Partner: $id\r\n\r\n" for @c;
+    my (%n, %used);
+    for my $s (@c) {
+        local $/;
+        my $r = <$s>;
+        $n{status($r)}++;
+        $used{(header($r, 'X-Quota') // '') =~ m{^(\d+)/} ? $1 : '-'}++ if status($r) == 200;
+    }
+    return (\%n, \%used);
+}
 
 sub status_json { decode_json(body($_[0]->http_get('/status'))) }
 
@@ -325,24 +353,9 @@ subtest '200 concurrent requests, two nginx instances, one Redis, an allowance o
     $t2->write_nginx_conf(consume_conf(), workers => 2);
     $t2->start_nginx;
 
-    # every connection is opened and every request sent before any reply
-    # is read
-    my @c;
-    for my $i (1 .. 200) {
-        my $port = $i % 2 ? $t1->port : $t2->port;
-        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
-            Proto => 'tcp') or die "connect: $!";
-        push @c, $s;
-    }
-    print $_ "GET /keys/x HTTP/1.0\r\nX-Partner: active\r\n\r\n" for @c;
-    my %n;
-    my %used;
-    for my $s (@c) {
-        local $/;
-        my $r = <$s>;
-        $n{status($r)}++;
-        $used{(header($r, 'X-Quota') // '') =~ m{^(\d+)/} ? $1 : '-'}++ if status($r) == 200;
-    }
+    my ($n, $used) = concurrent(200, 'active', $t1, $t2);
+    my %n = %$n;
+    my %used = %$used;
     is($n{200}, 10, 'exactly 10 allowed');
     is($n{403}, 190, '190 refused');
     is_deeply([sort { $a <=> $b } keys %used], [1 .. 10], 'each allowed one saw its own usage, 1 to 10');
@@ -494,5 +507,268 @@ subtest 'the ACL lines of docs/deployment.md: the gate may consume, and only wit
         $t->check_error_log;
     }
 };
+
+# --- Redis Cluster ---------------------------------------------------------
+
+SKIP: {
+skip 'redis-server not installed', 1 unless MpnRedis::redis_server_path();
+
+# a node is failed after 6 s unanswered: a primary stopped here for a
+# second or two stays the primary
+my $c = MpnCluster->start(node_timeout => 6000);
+my $seed = ($c->primaries)[0]->addr;
+
+# A partner of its own for each subtest: a record with ten
+# windows_enterprise, whose usage key is on another primary than the record
+# (the consumption is routed by the usage key, not by the partner).
+# (id, usage key)
+sub cluster_partner {
+    my ($stem) = @_;
+    for my $i (0 .. 999) {
+        my $id = "$stem$i";
+        my $json = record($id, sub => { end_days => 200 });
+        my (undef, $end) = term_of($json);
+        my $key = usage_key($id, 'windows_enterprise', year_before($end));
+        next if $c->node_of($key)->port
+                == $c->node_of("mpn:partner:$id")->port;
+        $c->write_records({ $id => $json });
+        return ($id, $key);
+    }
+    die "no partner id for $stem";
+}
+
+sub cluster_gate {
+    my (%o) = @_;
+    my $t = MpnTest->new;
+    setup($t);
+    $t->write_nginx_conf(consume_conf(
+        redis => "$seed cluster $o{redis}"),
+        workers => $o{workers} || 2);
+    $t->start_nginx;
+    # ready: a run of lookups (no record, nothing consumed) answered
+    # not_member, long enough to have met every worker
+    my $run = 0;
+    ok(poll(sub {
+            $run = (header(get($t, '/keys/x', 'nobody'), 'X-Mpn') // '')
+                   eq 'upgrade/not_member' ? $run + 1 : 0;
+            $run >= 8 }, 15), 'the gate has the slot map');
+    return $t;
+}
+
+# "status used/left" of an answer
+sub used_left {
+    my ($r) = @_;
+    return status($r) . ' '
+        . ((header($r, 'X-Quota') // '') =~ m{^(\d*/\d*)/} ? $1 : '-');
+}
+
+# HGET used on that node, a replica too (READONLY)
+sub used_on {
+    my ($node, $key) = @_;
+    return ($node->client->pipeline(['READONLY'],
+                                    ['HGET', $key, 'used']))[1];
+}
+
+sub fcalls {
+    my ($node) = @_;
+    my $s = $c->info_field($node, 'cmdstat_fcall', 'INFO', 'commandstats')
+        // '';
+    return join('/', map { ($s =~ /\b$_=(\d+)/)[0] // 0 }
+                         qw(calls rejected_calls failed_calls));
+}
+
+subtest 'Cluster: ten keys, then quota; the usage key on its slot\'s primary' => sub {
+    my ($id, $key) = cluster_partner('ten');
+    my $t = cluster_gate(redis => 'timeout=2s');
+
+    for my $i (1 .. 10) {
+        is(used_left(get($t, '/keys/x', $id)), "200 $i/" . (10 - $i),
+           "key $i: 200, used $i");
+    }
+    my $r = get($t, '/keys/x', $id);
+    is(status($r), 403, 'the eleventh: 403');
+    is(header($r, 'X-Mpn'), 'upgrade/quota', 'upgrade/quota');
+    like(header($r, 'X-Quota'), qr{^10/0/}, '10 used, none left');
+
+    my $slot = MpnCluster::key_slot($key);
+    my $node = $c->primary_of_slot($slot);
+    is($c->cmd_on($node, 'CLUSTER', 'KEYSLOT', $key), $slot,
+       "the usage key's slot ($slot) as Redis computes it");
+    is(used_on($node, $key), 10,
+       'usage 10 on the primary of that slot (' . $node->addr . '), read '
+       . 'there without a redirect');
+    isnt($node->port, $c->node_of("mpn:partner:$id")->port,
+         'another primary than the record\'s');
+    is_deeply(status_json($t)->{consumptions}{windows_enterprise},
+              { ok => 10, quota => 1, repeat => 0, error => 0 },
+              'mpn_consumptions_total: 10 ok, 1 quota');
+    $t->stop_nginx;
+    unlike($t->error_log, qr/not routed/, 'no refusal');
+    $t->check_error_log;
+};
+
+subtest 'Cluster: 50 concurrent requests from two nginx, an allowance of 10' => sub {
+    my ($id, $key) = cluster_partner('many');
+    my $t1 = cluster_gate(redis => 'timeout=5s');
+    my $t2 = cluster_gate(redis => 'timeout=5s');
+    my ($n, $used) = concurrent(50, $id, $t1, $t2);
+    is($n->{200}, 10, 'exactly 10 allowed');
+    is($n->{403}, 40, '40 refused');
+    is_deeply([sort { $a <=> $b } keys %$used], [1 .. 10],
+              'each allowed one saw its own usage, 1 to 10');
+    is(used_on($c->node_of($key), $key), 10, 'usage 10 in the cluster');
+    my %sum;
+    for my $st (map { status_json($_) } $t1, $t2) {
+        $sum{$_} += $st->{consumptions}{windows_enterprise}{$_}
+            for qw(ok quota error);
+    }
+    is_deeply(\%sum, { ok => 10, quota => 40, error => 0 },
+              'counted over both: 10 ok, 40 quota');
+    $_->stop_nginx, $_->check_error_log for $t2, $t1;
+};
+
+subtest 'Cluster: the usage key\'s slot migrated: ASK, then MOVED, followed' => sub {
+    my ($id, $key) = cluster_partner('moving');
+    my $t = cluster_gate(redis => 'timeout=2s');
+    like(header(get($t, '/keys/x', $id), 'X-Quota'), qr{^$_/}, "unit $_")
+        for 1 .. 3;
+    my $slot = MpnCluster::key_slot($key);
+    my $from = $c->primary_of_slot($slot);
+    my ($to) = grep { $_->port != $from->port } $c->primaries;
+    my $before = status_json($t)->{redis}{redirects};
+
+    # the key moved, the slot still being migrated: the old primary
+    # answers ASK, the command did not run there
+    my $m = $c->begin_migration($slot, $to);
+    $c->migrate_keys($m);
+    like($c->cmd_on($from, 'HGET', $key, 'used')->msg, qr/^ASK $slot /,
+         'the old primary answers ASK for it');
+    is(used_left(get($t, '/keys/x', $id)), '200 4/6',
+       'during the migration: unit 4, taken on the new primary');
+    is(status_json($t)->{redis}{redirects}{ask}, $before->{ask} + 1,
+       'one ASK followed');
+
+    # the slot given to the other primary: the gate's map says the old
+    # one, which answers MOVED
+    $c->finish_migration($m);
+    is(used_left(get($t, '/keys/x', $id)), '200 5/5',
+       'after the migration: unit 5');
+    cmp_ok(status_json($t)->{redis}{redirects}{moved}, '>', $before->{moved},
+           'MOVED followed');
+    is($c->primary_of_slot($slot)->port, $to->port, 'the slot is on '
+       . $to->addr);
+    is(used_on($to, $key), 5, 'usage 5 there: nothing lost, nothing twice');
+    like(header(get($t, '/keys/x', $id), 'X-Quota'), qr{^6/4/},
+         'and on from there');
+    $t->stop_nginx;
+    $t->check_error_log;
+};
+
+subtest 'Cluster: the usage key\'s primary stopped, or its connection lost' => sub {
+    my ($id, $key) = cluster_partner('stopped');
+    my $t = cluster_gate(redis => 'timeout=500ms', workers => 1);
+    my $node = $c->node_of($key);
+    is(status(get($t, '/keys/x', $id)), 200, 'a unit, the connection open');
+    my $worker = (`pgrep -P $t->{pids}{nginx}` =~ /(\d+)/)[0];
+
+    # a client that leaves while its consumption waits on the stopped
+    # node, then one that waits for its answer: mpn_fail, after the timeout
+    kill('STOP', $node->{pid});
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        PeerPort => $t->port, Proto => 'tcp') or die "connect: $!";
+    print $s "GET /keys/x HTTP/1.0\r\nX-Partner: $id\r\n\r\n";
+    sleep(0.2);
+    close $s;
+    my $t0 = time;
+    my $r = get($t, '/keys/x', $id);
+    my $took = time - $t0;
+    my $r2 = get($t, '/open/x', $id);
+    kill('CONT', $node->{pid});
+    is(status($r) . ' ' . header($r, 'X-Mpn'), '503 error/redis_unavailable',
+       'mpn_fail closed: 503');
+    cmp_ok($took, '>=', 0.45, sprintf('it waited for the node, its timeout '
+                                      . '(%.2f s)', $took));
+    cmp_ok($took, '<', 5, 'and no longer');
+    is(header($r2, 'X-Mpn'), 'allow/fail_open', 'mpn_fail open: allowed');
+
+    # each consumption written once: the node runs what it had read when it
+    # continues (the client's and the 503's at least), none twice
+    my $used;
+    poll(sub { ($used = used_on($node, $key) // 0) >= 3 }, 5);
+    sleep(0.5);
+    $used = used_on($node, $key);
+    ok($used >= 3 && $used <= 4, "usage $used: the two sent before the "
+       . 'timeout taken (1 + 2), the fail-open one at most once');
+    my $st = status_json($t);
+    is($st->{consumptions}{windows_enterprise}{error}, 3,
+       'three consumptions in error: Redis never answered nginx');
+    is($st->{aborted}, 1, 'the client that left is counted as aborted');
+    is((`pgrep -P $t->{pids}{nginx}` =~ /(\d+)/)[0], $worker,
+       'the worker did not restart');
+
+    $t->stop_nginx;
+    $t->check_error_log;
+
+    # stopped again, a consumption waiting on it, and its replica takes
+    # over meanwhile (CLUSTER FAILOVER FORCE): the connection given up at
+    # the timeout, the consumption is not sent again to the new primary
+    # (the old one may have run it)
+    my $t2 = cluster_gate(redis => 'timeout=3s', workers => 1);
+    is(status(get($t2, '/keys/x', $id)), 200, 'a unit through a second gate');
+    my $slot = MpnCluster::key_slot($key);
+    my ($replica) = $c->replicas_of_slot($slot);
+    ok(poll(sub { (used_on($replica, $key) // 0) == $used + 1 }, 5),
+       'replicated');
+    my $st2 = status_json($t2)->{consumptions}{windows_enterprise};
+    kill('STOP', $node->{pid});
+    $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        PeerPort => $t2->port, Proto => 'tcp') or die "connect: $!";
+    print $s "GET /keys/x HTTP/1.0\r\nX-Partner: $id\r\n\r\n";
+    sleep(0.2);
+    is($c->cmd_on($replica, 'CLUSTER', 'FAILOVER', 'FORCE'), 'OK',
+       'CLUSTER FAILOVER FORCE on ' . $replica->addr);
+    ok(poll(sub { ($c->info_field($replica, 'role') // '') eq 'master' },
+            10), 'the replica is the primary');
+    $r = do { local $/; <$s> };
+    is(status($r) . ' ' . header($r, 'X-Mpn'), '503 error/redis_unavailable',
+       'the waiting consumption: 503 at its timeout');
+    sleep(1);       # what a retry would take: the map, the new primary
+    is(used_on($replica, $key), $used + 1,
+       'nothing taken on the new primary: not sent twice');
+    my $now2 = status_json($t2)->{consumptions}{windows_enterprise};
+    is_deeply([ $now2->{ok} - $st2->{ok}, $now2->{error} - $st2->{error} ],
+              [ 0, 1 ], 'counted as an error, not as taken');
+    kill('CONT', $node->{pid});
+    ok($c->wait_ok(30), 'the old primary back, as a replica');
+    like(header(get($t2, '/keys/x', $id), 'X-Quota'),
+         qr{^${\ ($used + 2)}/}, 'the next unit on the new primary');
+    $t2->stop_nginx;
+    $t2->check_error_log;
+};
+
+subtest 'Cluster: read=replica, consumptions still on the primary' => sub {
+    my ($id, $key) = cluster_partner('replica');
+    my $t = cluster_gate(redis => 'read=replica timeout=2s');
+    sleep(1.5);                 # READONLY taken, round trips measured
+    my $slot = MpnCluster::key_slot($key);
+    my $primary = $c->primary_of_slot($slot);
+    my @replicas = $c->replicas_of_slot($slot);
+    ok(@replicas >= 1, 'the slot has a replica');
+    my %before = map { $_->port => fcalls($_) } $c->live;
+    my $moved = status_json($t)->{redis}{redirects}{moved};
+    is(status(get($t, '/keys/x', $id)), 200, "unit $_") for 1 .. 5;
+    is(used_on($primary, $key), 5, 'usage 5 on the primary');
+    is((split m{/}, fcalls($primary))[0] - (split m{/}, $before{ $primary->port })[0],
+       5, 'five FCALLs run on the primary');
+    is(fcalls($_), $before{ $_->port }, 'none reached replica ' . $_->addr)
+        for @replicas;
+    is(status_json($t)->{redis}{redirects}{moved}, $moved,
+       'no MOVED: sent to the primary in the first place');
+    $t->stop_nginx;
+    $t->check_error_log;
+};
+
+$c->stop;
+}
 
 done_testing;
