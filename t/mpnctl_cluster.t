@@ -138,6 +138,33 @@ is(scalar(grep { !$listed{$_} } @want), 0, 'none missing');
          'the record imported through ASK is the one read');
 }
 
+# --- usage: a partner's usage keys are on several primaries ---------------
+
+{
+    my $end = time() + 20 * 86400;
+    my @keys = map { "mpn:usage:u1:$_" } qw(windows_enterprise:1767225600
+        azure_credits:1764547200 azure_credits:1767225600 ems:1767225600
+        visual_studio_pro:1767225600);
+    my $n = 0;
+    $c->cmd('FCALL', 'mpn_consume', 1, $_, 100, ++$n, $end) for @keys;
+    my %on = map { $c->node_of($_)->port => 1 } @keys;
+    ok(keys(%on) >= 2, 'the usage keys are on ' . keys(%on) . ' primaries');
+
+    $res = mpnctl('usage', 'u1');
+    is($res->{rc}, 0, 'usage --cluster: exit 0') or diag($res->{err});
+    is(join(' ', map { /^(\S+)\t\S+\tused=(\d+)/ ? "$1=$2" : $_ }
+                 split /\n/, $res->{out}),
+       'azure_credits=2 azure_credits=3 ems=4 visual_studio_pro=5 '
+       . 'windows_enterprise=1', 'every key, from every primary, sorted');
+
+    $res = mpnctl('usage', 'u1', '--reset', 'azure_credits');
+    is_deeply([$res->{rc}, $res->{out}],
+              [0, "reset azure_credits of u1: 2 periods cleared\n"],
+              'usage --cluster --reset: each key cleared on its node');
+    is(join(',', map { $c->cmd('EXISTS', $_) } @keys), '1,0,0,1,1',
+       'those two gone, the others kept');
+}
+
 # --- without --cluster, a cluster's MOVED is an error that says so -------
 
 {

@@ -126,8 +126,7 @@ static const mpnctl_command_t  mpnctl_commands[] = {
       "  primary (FUNCTION LOAD is per node).  Prints each node loaded.\n" },
 
     { "usage", mpnctl_usage_show,
-      (MPNCTL_REDIS_OPTS & ~MPNCTL_O_CLUSTER)
-      | MPNCTL_O_RESET | MPNCTL_O_USAGE | MPNCTL_O_JSON,
+      MPNCTL_REDIS_OPTS | MPNCTL_O_RESET | MPNCTL_O_USAGE | MPNCTL_O_JSON,
       1, 1,
       "usage ID [--reset BENEFIT] [--usage-prefix PREFIX] [--json]\n"
       "  Lists the usage of every metered benefit of partner ID (the keys\n"

@@ -3,7 +3,9 @@
  * benefits (spec section 12).  Usage keys are
  * <usage prefix><id>:<benefit>:<period start, Unix seconds>, hashes with
  * "used" and one "idem:<token>" field per recorded token, made by the
- * library's mpn_consume.  Found with SCAN (never KEYS).
+ * library's mpn_consume.  Found with SCAN (never KEYS): on the server,
+ * or with --cluster on every primary, since each benefit and period is a
+ * key of its own slot; then each key is read (or cleared) on its node.
  */
 
 #include <inttypes.h>
@@ -36,14 +38,15 @@ typedef struct {
 } mpnctl_usage_t;
 
 
-static int mpnctl_usage_scan(mpnctl_t *ctl, mpnctl_conn_t *c,
-    const char *id, mpnctl_usage_t *u);
+static int mpnctl_usage_scan(mpnctl_t *ctl, const char *id,
+    mpnctl_usage_t *u);
 static int mpnctl_usage_page(mpnctl_t *ctl, redisReply *keys, void *arg);
 static void mpnctl_usage_dedupe(mpnctl_usage_t *u);
-static int mpnctl_usage_read(mpnctl_t *ctl, mpnctl_conn_t *c,
+static int mpnctl_usage_read(mpnctl_t *ctl, mpnctl_usage_t *u);
+static redisReply *mpnctl_usage_command(mpnctl_t *ctl,
+    mpnctl_usage_row_t *row, const char *cmd, const char *field);
+static int mpnctl_usage_reset(mpnctl_t *ctl, const char *id,
     mpnctl_usage_t *u);
-static int mpnctl_usage_reset(mpnctl_t *ctl, mpnctl_conn_t *c,
-    const char *id, mpnctl_usage_t *u);
 static void mpnctl_usage_print(mpnctl_t *ctl, const mpnctl_usage_row_t *row);
 static int mpnctl_usage_cmp(const void *a, const void *b);
 
@@ -53,7 +56,6 @@ mpnctl_usage_show(mpnctl_t *ctl, int argc, char **argv)
 {
     int              rc;
     size_t           i;
-    mpnctl_conn_t   *c;
     mpnctl_usage_t   u;
 
     (void) argc;
@@ -64,20 +66,15 @@ mpnctl_usage_show(mpnctl_t *ctl, int argc, char **argv)
         return 1;
     }
 
-    c = mpnctl_connect(ctl);
-    if (c == NULL) {
-        return 1;
-    }
-
     memset(&u, 0, sizeof(mpnctl_usage_t));
 
-    rc = mpnctl_usage_scan(ctl, c, argv[0], &u);
+    rc = mpnctl_usage_scan(ctl, argv[0], &u);
 
     if (rc == 0 && ctl->reset != NULL) {
-        rc = mpnctl_usage_reset(ctl, c, argv[0], &u);
+        rc = mpnctl_usage_reset(ctl, argv[0], &u);
 
     } else if (rc == 0) {
-        rc = mpnctl_usage_read(ctl, c, &u);
+        rc = mpnctl_usage_read(ctl, &u);
         if (rc == 0) {
             for (i = 0; i < u.n; i++) {
                 if (u.rows[i].expires != -2) {      /* expired meanwhile */
@@ -101,11 +98,12 @@ mpnctl_usage_show(mpnctl_t *ctl, int argc, char **argv)
 
 /* every usage key of the partner: <prefix><id>:<benefit>:<start> */
 static int
-mpnctl_usage_scan(mpnctl_t *ctl, mpnctl_conn_t *c, const char *id,
-    mpnctl_usage_t *u)
+mpnctl_usage_scan(mpnctl_t *ctl, const char *id, mpnctl_usage_t *u)
 {
-    int    rc;
-    char  *pattern, *more;
+    int             rc;
+    char           *pattern, *more, node[300];
+    size_t          i;
+    mpnctl_conn_t  *c;
 
     more = malloc(strlen(id) + 2);
     if (more == NULL) {
@@ -117,7 +115,15 @@ mpnctl_usage_scan(mpnctl_t *ctl, mpnctl_conn_t *c, const char *id,
     free(more);
 
     u->skip = strlen(ctl->usage_prefix) + strlen(id) + 1;
-    rc = mpnctl_scan(ctl, c, "usage", pattern, mpnctl_usage_page, u);
+    rc = 0;
+
+    for (i = 0; rc == 0 && i < mpnctl_primaries(ctl); i++) {
+        c = mpnctl_primary(ctl, i, node, sizeof(node));
+        rc = (c != NULL)
+             ? mpnctl_scan(ctl, c, "usage", pattern, mpnctl_usage_page, u)
+             : -1;
+    }
+
     free(pattern);
 
     if (rc == 0) {
@@ -202,50 +208,22 @@ mpnctl_usage_dedupe(mpnctl_usage_t *u)
 }
 
 
-/* used, the number of tokens and the expiry of each key, pipelined */
+/* used, the number of tokens and the expiry of each key, on its node */
 static int
-mpnctl_usage_read(mpnctl_t *ctl, mpnctl_conn_t *c, mpnctl_usage_t *u)
+mpnctl_usage_read(mpnctl_t *ctl, mpnctl_usage_t *u)
 {
     int           k;
-    size_t        i, klen;
-    const char   *argv[3];
-    size_t        lens[3];
+    size_t        i;
     redisReply   *r;
 
-    for (i = 0; i < u->n; i++) {
-        /* the key text up to the benefit was cut at the last ':' */
-        klen = strlen(u->rows[i].key);
-        u->rows[i].key[klen] = ':';
-
-        argv[1] = u->rows[i].key;
-        lens[1] = strlen(u->rows[i].key);
-
-        argv[0] = "HGET";
-        lens[0] = 4;
-        argv[2] = "used";
-        lens[2] = 4;
-        if (mpnctl_append(c, 3, argv, lens) != 0) {
-            goto failed;
-        }
-
-        argv[0] = "HLEN";
-        if (mpnctl_append(c, 2, argv, lens) != 0) {
-            goto failed;
-        }
-
-        argv[0] = "EXPIRETIME";
-        lens[0] = 10;
-        if (mpnctl_append(c, 2, argv, lens) != 0) {
-            goto failed;
-        }
-
-        u->rows[i].key[klen] = '\0';
-    }
+    static const char  *cmds[3] = { "HGET", "HLEN", "EXPIRETIME" };
 
     for (i = 0; i < u->n; i++) {
         for (k = 0; k < 3; k++) {
-            if (mpnctl_get_reply(c, &r) != 0) {
-                goto failed;
+            r = mpnctl_usage_command(ctl, &u->rows[i], cmds[k],
+                                     k == 0 ? "used" : NULL);
+            if (r == NULL) {
+                return -1;
             }
             if (mpnctl_reply_error(ctl, r, "usage") != 0) {
                 freeReplyObject(r);
@@ -267,23 +245,44 @@ mpnctl_usage_read(mpnctl_t *ctl, mpnctl_conn_t *c, mpnctl_usage_t *u)
     }
 
     return 0;
+}
 
-failed:
 
-    mpnctl_error("usage: Redis connection to %s: %s", mpnctl_conn_name(c),
-                 mpnctl_conn_errstr(c));
-    return -1;
+/*
+ * CMD <the row's key> [FIELD] on the key's node (redirects followed with
+ * --cluster); NULL when no connection could be had (already said).
+ */
+static redisReply *
+mpnctl_usage_command(mpnctl_t *ctl, mpnctl_usage_row_t *row, const char *cmd,
+    const char *field)
+{
+    size_t        klen;
+    const char   *argv[3];
+    redisReply   *r;
+
+    /* the key text up to the benefit was cut at the last ':' */
+    klen = strlen(row->key);
+    row->key[klen] = ':';
+
+    argv[0] = cmd;
+    argv[1] = row->key;
+    argv[2] = field;
+
+    r = mpnctl_key_command(ctl, row->key, strlen(row->key),
+                           field != NULL ? 3 : 2, argv, NULL);
+
+    row->key[klen] = '\0';
+
+    return r;
 }
 
 
 /* --reset BENEFIT: UNLINK every period's key of that benefit */
 static int
-mpnctl_usage_reset(mpnctl_t *ctl, mpnctl_conn_t *c, const char *id,
-    mpnctl_usage_t *u)
+mpnctl_usage_reset(mpnctl_t *ctl, const char *id, mpnctl_usage_t *u)
 {
-    size_t        i, n, klen;
+    size_t        i, n;
     long long     gone;
-    const char   *argv[2];
     redisReply   *r;
 
     n = 0;
@@ -294,14 +293,10 @@ mpnctl_usage_reset(mpnctl_t *ctl, mpnctl_conn_t *c, const char *id,
             continue;
         }
 
-        klen = strlen(u->rows[i].key);
-        u->rows[i].key[klen] = ':';
-
-        argv[0] = "UNLINK";
-        argv[1] = u->rows[i].key;
-        r = mpnctl_command(c, 2, argv, NULL);
-
-        u->rows[i].key[klen] = '\0';
+        r = mpnctl_usage_command(ctl, &u->rows[i], "UNLINK", NULL);
+        if (r == NULL) {
+            return -1;
+        }
 
         if (mpnctl_reply_error(ctl, r, "usage --reset") != 0) {
             freeReplyObject(r);
