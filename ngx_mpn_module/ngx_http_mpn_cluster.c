@@ -45,8 +45,7 @@ struct ngx_http_mpn_cluster_node_s {
     u_char                          name_data[MPN_CLUSTER_HOST_MAX + 8];
     ngx_sockaddr_t                  sockaddr;
     socklen_t                       socklen;
-    uint64_t                        rtt;         /* usec, smoothed */
-    uint64_t                        ping_sent;   /* usec; 0: none out */
+    ngx_http_mpn_redis_rtt_t        rtt;
     unsigned                        resolved:1;  /* sockaddr usable */
     unsigned                        started:1;   /* conn started */
     unsigned                        replica:1;   /* in the map as one */
@@ -510,7 +509,7 @@ ngx_http_mpn_cluster_node_ready(ngx_http_mpn_redis_conn_t *rc)
     ngx_http_mpn_cluster_node_t  *node = rc->data;
 
     node->readonly = 0;
-    node->ping_sent = 0;
+    node->rtt.sent = 0;
 
     if (rc->was_ready) {
         ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_RECONNECTS);
@@ -534,8 +533,8 @@ ngx_http_mpn_cluster_node_closed(ngx_http_mpn_redis_conn_t *rc)
     ngx_http_mpn_cluster_node_t  *node = rc->data;
 
     node->readonly = 0;
-    node->ping_sent = 0;
-    node->rtt = 0;
+    node->rtt.sent = 0;
+    node->rtt.rtt = 0;
 
     /* where its slots went is for the map to say */
     if (node->in_map && !ngx_http_mpn_cluster.exiting) {
@@ -568,17 +567,9 @@ ngx_http_mpn_cluster_readonly_reply(void *data, void *reply)
 static void
 ngx_http_mpn_cluster_ping_reply(void *data, void *reply)
 {
-    uint64_t                      rtt;
     ngx_http_mpn_cluster_node_t  *node = data;
 
-    if (reply == NULL || node->ping_sent == 0) {
-        node->ping_sent = 0;
-        return;
-    }
-
-    rtt = ngx_http_mpn_usec() - node->ping_sent;
-    node->ping_sent = 0;
-    node->rtt = node->rtt ? (node->rtt * 3 + rtt) / 4 : rtt;
+    (void) ngx_http_mpn_redis_rtt_reply(&node->rtt, reply);
 }
 
 
@@ -749,7 +740,7 @@ ngx_http_mpn_cluster_pick(ngx_uint_t primary)
             continue;
         }
 
-        if (best == NULL || node->rtt < best->rtt) {
+        if (best == NULL || node->rtt.rtt < best->rtt.rtt) {
             best = node;
         }
     }
@@ -1389,8 +1380,6 @@ ngx_http_mpn_cluster_use_map(mpn_cluster_map_t *map)
 static void
 ngx_http_mpn_cluster_tick(ngx_event_t *ev)
 {
-    size_t                          len[1];
-    const char                     *argv[1];
     ngx_queue_t                    *q;
     ngx_http_mpn_cluster_node_t    *node;
     ngx_http_mpn_cluster_t         *cl = &ngx_http_mpn_cluster;
@@ -1417,27 +1406,16 @@ ngx_http_mpn_cluster_tick(ngx_event_t *ev)
         return;
     }
 
-    argv[0] = "PING";
-    len[0] = 4;
-
     for (q = ngx_queue_head(&cl->nodes);
          q != ngx_queue_sentinel(&cl->nodes);
          q = ngx_queue_next(q))
     {
         node = ngx_queue_data(q, ngx_http_mpn_cluster_node_t, queue);
 
-        if (node->replica && node->started && node->ping_sent == 0
-            && ngx_http_mpn_redis_conn_ready(&node->conn))
-        {
-            node->ping_sent = ngx_http_mpn_usec();
-
-            if (ngx_http_mpn_redis_send(&node->conn, 1, argv, len, 0,
+        if (node->replica && node->started) {
+            ngx_http_mpn_redis_rtt_ping(&node->conn, &node->rtt,
                                         ngx_http_mpn_cluster_ping_reply,
-                                        node)
-                == NULL)
-            {
-                node->ping_sent = 0;
-            }
+                                        node);
         }
     }
 }

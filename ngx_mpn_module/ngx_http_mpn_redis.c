@@ -1722,3 +1722,50 @@ ngx_http_mpn_redis_timed_out(ngx_http_mpn_redis_cmd_t *cmd)
         ngx_http_mpn_redis_conn_drop(rc, NULL);
     }
 }
+
+
+void
+ngx_http_mpn_redis_rtt_ping(ngx_http_mpn_redis_conn_t *rc,
+    ngx_http_mpn_redis_rtt_t *rtt, ngx_http_mpn_reply_pt handler, void *data)
+{
+    size_t       len[1];
+    const char  *argv[1];
+
+    if (rtt->sent != 0 || !ngx_http_mpn_redis_conn_ready(rc)) {
+        return;
+    }
+
+    argv[0] = "PING";
+    len[0] = 4;
+
+    /* set first: a send that fails at once may call the handler */
+    rtt->sent = ngx_http_mpn_usec();
+
+    if (ngx_http_mpn_redis_send(rc, 1, argv, len, NGX_HTTP_MPN_REDIS_QUIET,
+                                handler, data)
+        == NULL)
+    {
+        rtt->sent = 0;
+    }
+}
+
+
+ngx_uint_t
+ngx_http_mpn_redis_rtt_reply(ngx_http_mpn_redis_rtt_t *rtt, void *reply)
+{
+    uint64_t  t;
+
+    if (reply == NULL || rtt->sent == 0) {
+        rtt->sent = 0;
+        return 0;
+    }
+
+    /* at least 1: 0 means "not measured" */
+    t = ngx_http_mpn_usec() - rtt->sent;
+    t = ngx_max(t, 1);
+
+    rtt->sent = 0;
+    rtt->rtt = rtt->rtt ? (rtt->rtt * 3 + t) / 4 : t;
+
+    return 1;
+}

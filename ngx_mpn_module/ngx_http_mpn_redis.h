@@ -133,6 +133,22 @@ void ngx_http_mpn_redis_conn_drop(ngx_http_mpn_redis_conn_t *rc,
     const char *why);
 
 
+/* a replica's PING round trip: read=replica goes to the nearest */
+typedef struct {
+    uint64_t                   rtt;          /* usec, smoothed; 0: none */
+    uint64_t                   sent;         /* usec; 0: no PING out */
+} ngx_http_mpn_redis_rtt_t;
+
+/* a PING (not in the metrics) unless one is out; its reply handler
+ * calls ngx_http_mpn_redis_rtt_reply() */
+void ngx_http_mpn_redis_rtt_ping(ngx_http_mpn_redis_conn_t *rc,
+    ngx_http_mpn_redis_rtt_t *rtt, ngx_http_mpn_reply_pt handler,
+    void *data);
+/* 1: a round trip measured */
+ngx_uint_t ngx_http_mpn_redis_rtt_reply(ngx_http_mpn_redis_rtt_t *rtt,
+    void *reply);
+
+
 /* ngx_http_mpn_redis_server.c: the topology, the mpn_redis directive */
 
 char *ngx_http_mpn_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,

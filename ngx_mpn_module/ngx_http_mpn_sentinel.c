@@ -38,8 +38,7 @@ typedef struct {
     socklen_t                       socklen;
     u_char                          name[NGX_SOCKADDR_STRLEN];
     u_char                          host[NGX_SOCKADDR_STRLEN];  /* tls */
-    uint64_t                        rtt;         /* usec; 0: not measured */
-    uint64_t                        ping_sent;   /* usec; 0: none out */
+    ngx_http_mpn_redis_rtt_t        rtt;
     unsigned                        in_use:1;
     unsigned                        listed:1;    /* in the last list */
 } ngx_http_mpn_sentinel_node_t;
@@ -117,7 +116,6 @@ static void ngx_http_mpn_sentinel_node_ready(ngx_http_mpn_redis_conn_t *rc);
 static void ngx_http_mpn_sentinel_node_closed(ngx_http_mpn_redis_conn_t *rc);
 static void ngx_http_mpn_sentinel_node_remove(
     ngx_http_mpn_sentinel_node_t *node);
-static void ngx_http_mpn_sentinel_ping(ngx_http_mpn_sentinel_node_t *node);
 static void ngx_http_mpn_sentinel_ping_reply(void *data, void *reply);
 static void ngx_http_mpn_sentinel_watch_primary(
     ngx_http_mpn_redis_conn_t *rc);
@@ -876,10 +874,11 @@ ngx_http_mpn_sentinel_node_ready(ngx_http_mpn_redis_conn_t *rc)
 {
     ngx_http_mpn_sentinel_node_t  *node = rc->data;
 
-    node->rtt = 0;
-    node->ping_sent = 0;
+    node->rtt.rtt = 0;
+    node->rtt.sent = 0;
 
-    ngx_http_mpn_sentinel_ping(node);
+    ngx_http_mpn_redis_rtt_ping(rc, &node->rtt,
+                                ngx_http_mpn_sentinel_ping_reply, node);
 }
 
 
@@ -892,8 +891,8 @@ ngx_http_mpn_sentinel_node_closed(ngx_http_mpn_redis_conn_t *rc)
     ngx_http_mpn_sentinel_node_t  *node = rc->data;
     ngx_http_mpn_sentinel_t       *s = &ngx_http_mpn_sentinel;
 
-    node->rtt = 0;
-    node->ping_sent = 0;
+    node->rtt.rtt = 0;
+    node->rtt.sent = 0;
 
     if (s->exiting) {
         return;
@@ -919,25 +918,6 @@ ngx_http_mpn_sentinel_node_remove(ngx_http_mpn_sentinel_node_t *node)
 }
 
 
-static void
-ngx_http_mpn_sentinel_ping(ngx_http_mpn_sentinel_node_t *node)
-{
-    size_t       len[1];
-    const char  *argv[1];
-
-    argv[0] = "PING";
-    len[0] = 4;
-
-    if (ngx_http_mpn_redis_send(&node->conn, 1, argv, len,
-                                NGX_HTTP_MPN_REDIS_QUIET,
-                                ngx_http_mpn_sentinel_ping_reply, node)
-        != NULL)
-    {
-        node->ping_sent = ngx_http_mpn_usec();
-    }
-}
-
-
 /*
  * The round trip, smoothed; the first one makes the replica usable, and
  * a subscriber that had to take the primary moves to it.
@@ -946,27 +926,15 @@ ngx_http_mpn_sentinel_ping(ngx_http_mpn_sentinel_node_t *node)
 static void
 ngx_http_mpn_sentinel_ping_reply(void *data, void *reply)
 {
-    uint64_t                       rtt;
     ngx_uint_t                     i, first;
     ngx_http_mpn_sentinel_node_t  *node = data;
     ngx_http_mpn_sentinel_t       *s = &ngx_http_mpn_sentinel;
 
-    if (reply == NULL || node->ping_sent == 0 || s->exiting) {
-        node->ping_sent = 0;
-        return;
-    }
+    first = (node->rtt.rtt == 0);
 
-    rtt = ngx_http_mpn_usec() - node->ping_sent;
-    node->ping_sent = 0;
-
-    if (rtt == 0) {
-        rtt = 1;
-    }
-
-    first = (node->rtt == 0);
-    node->rtt = first ? rtt : (node->rtt * 3 + rtt) / 4;
-
-    if (!first) {
+    if (!ngx_http_mpn_redis_rtt_reply(&node->rtt, s->exiting ? NULL : reply)
+        || !first)
+    {
         return;
     }
 
@@ -992,13 +960,13 @@ ngx_http_mpn_sentinel_nearest(void)
     for (i = 0; i < NGX_HTTP_MPN_SENTINEL_REPLICAS; i++) {
         node = &s->replicas[i];
 
-        if (!node->in_use || node->rtt == 0
+        if (!node->in_use || node->rtt.rtt == 0
             || !ngx_http_mpn_redis_conn_ready(&node->conn))
         {
             continue;
         }
 
-        if (best == NULL || node->rtt < best->rtt) {
+        if (best == NULL || node->rtt.rtt < best->rtt.rtt) {
             best = node;
         }
     }
@@ -1040,12 +1008,14 @@ ngx_http_mpn_sentinel_tick(ngx_event_t *ev)
             continue;
         }
 
-        if (node->ping_sent == 0) {
-            ngx_http_mpn_sentinel_ping(node);
+        if (node->rtt.sent == 0) {
+            ngx_http_mpn_redis_rtt_ping(&node->conn, &node->rtt,
+                                        ngx_http_mpn_sentinel_ping_reply,
+                                        node);
             continue;
         }
 
-        if (ngx_http_mpn_usec() - node->ping_sent
+        if (ngx_http_mpn_usec() - node->rtt.sent
             > (uint64_t) s->conf->timeout * 1000)
         {
             ngx_http_mpn_redis_conn_drop(&node->conn, "no reply to PING");
