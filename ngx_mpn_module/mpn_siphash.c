@@ -1,8 +1,9 @@
 /*
  * SipHash-1-3: one compression round per 8-byte word, three finalization
  * rounds, as in the reference implementation (and in Python and Rust's
- * hash tables).  Words are read little-endian, as the reference does on
- * the hosts nginx runs on here.
+ * hash tables); SipHash-2-4-128: two and four, and a second output word,
+ * as the reference's 128-bit mode.  Words are read little-endian, as the
+ * reference does on the hosts nginx runs on here.
  */
 
 #include <string.h>
@@ -83,4 +84,61 @@ mpn_siphash(const mpn_siphash_key_t *key, const void *data, size_t len)
     MPN_SIPROUND;
 
     return v0 ^ v1 ^ v2 ^ v3;
+}
+
+
+void
+mpn_siphash128(const mpn_siphash_key_t *key, const void *data, size_t len,
+    uint64_t out[2])
+{
+    size_t          i;
+    uint64_t        v0, v1, v2, v3, m, b;
+    const uint8_t  *p;
+
+    v0 = key->k0 ^ 0x736f6d6570736575ULL;
+    v1 = key->k1 ^ 0x646f72616e646f6dULL ^ 0xee;
+    v2 = key->k0 ^ 0x6c7967656e657261ULL;
+    v3 = key->k1 ^ 0x7465646279746573ULL;
+
+    p = data;
+
+    for (i = 0; i + 8 <= len; i += 8) {
+        memcpy(&m, p + i, 8);
+        v3 ^= m;
+        MPN_SIPROUND;
+        MPN_SIPROUND;
+        v0 ^= m;
+    }
+
+    b = (uint64_t) len << 56;
+
+    switch (len & 7) {
+    case 7: b |= (uint64_t) p[i + 6] << 48;  /* fall through */
+    case 6: b |= (uint64_t) p[i + 5] << 40;  /* fall through */
+    case 5: b |= (uint64_t) p[i + 4] << 32;  /* fall through */
+    case 4: b |= (uint64_t) p[i + 3] << 24;  /* fall through */
+    case 3: b |= (uint64_t) p[i + 2] << 16;  /* fall through */
+    case 2: b |= (uint64_t) p[i + 1] << 8;   /* fall through */
+    case 1: b |= (uint64_t) p[i];            /* fall through */
+    default: break;
+    }
+
+    v3 ^= b;
+    MPN_SIPROUND;
+    MPN_SIPROUND;
+    v0 ^= b;
+
+    v2 ^= 0xee;
+    MPN_SIPROUND;
+    MPN_SIPROUND;
+    MPN_SIPROUND;
+    MPN_SIPROUND;
+    out[0] = v0 ^ v1 ^ v2 ^ v3;
+
+    v1 ^= 0xdd;
+    MPN_SIPROUND;
+    MPN_SIPROUND;
+    MPN_SIPROUND;
+    MPN_SIPROUND;
+    out[1] = v0 ^ v1 ^ v2 ^ v3;
 }
