@@ -1,7 +1,8 @@
 /*
  * mpn_tcache: the cache of verified tokens answers as mpn_token_verify
  * would, checks exp and nbf at every use, stores no failure, never answers
- * for another token or another verifier, and stays within its budget.
+ * for another token (also one whose search starts at the same slot) or
+ * another verifier, and stays within its budget.
  */
 
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 #include <cmocka.h>
 
 #include "mpn_tcache.h"
+#include "mpn_siphash.h"
 
 
 #define NOW  1800000000LL
@@ -324,7 +326,7 @@ test_clear_empties_the_cache(void **state)
 
 
 static void
-test_budget_evicts_least_recently_used(void **state)
+test_budget_evicts_an_entry_not_used_since_the_last_sweep(void **state)
 {
     int            hit, i;
     char          *t[8], sub[16], id[MPN_TOKEN_ID_MAX + 1];
@@ -339,8 +341,8 @@ test_budget_evicts_least_recently_used(void **state)
         t[i] = token(jwks, sub, NOW + 3600, 0);
     }
 
-    /* all eight tokens are the same length: room for four entries */
-    one = mpn_tcache_entry_size(strlen(t[0]));
+    /* all eight ids are the same length: room for four entries */
+    one = mpn_tcache_entry_size(2);
     c = mpn_tcache_create(4 * one + one / 2);
     assert_non_null(c);
 
@@ -348,12 +350,17 @@ test_budget_evicts_least_recently_used(void **state)
         assert_int_equal(check(c, &scope_a, ks, t[i], NOW, NULL, &hit, id,
                                &why),
                          MPN_TOKEN_OK);
+        assert_int_equal(hit, 0);
     }
 
-    /* p0 used again: p1 is now the least recently used */
-    assert_int_equal(check(c, &scope_a, ks, t[0], NOW, NULL, &hit, id, &why),
-                     MPN_TOKEN_OK);
-    assert_int_equal(hit, 1);
+    /* p0, p1 and p2 used again: p3 is the one entry the hand finds
+     * unused, wherever it starts */
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(check(c, &scope_a, ks, t[i], NOW, NULL, &hit, id,
+                               &why),
+                         MPN_TOKEN_OK);
+        assert_int_equal(hit, 1);
+    }
 
     assert_int_equal(check(c, &scope_a, ks, t[4], NOW, NULL, &hit, id, &why),
                      MPN_TOKEN_OK);
@@ -362,14 +369,35 @@ test_budget_evicts_least_recently_used(void **state)
     assert_int_equal(entries, 4);
     assert_true(bytes <= max);
 
-    assert_int_equal(check(c, &scope_a, ks, t[0], NOW, NULL, &hit, id, &why),
+    for (i = 0; i < 3; i++) {
+        snprintf(sub, sizeof(sub), "p%d", i);
+        assert_int_equal(check(c, &scope_a, ks, t[i], NOW, NULL, &hit, id,
+                               &why),
+                         MPN_TOKEN_OK);
+        assert_int_equal(hit, 1);
+        assert_string_equal(id, sub);
+    }
+
+    assert_int_equal(check(c, &scope_a, ks, t[4], NOW, NULL, &hit, id, &why),
                      MPN_TOKEN_OK);
     assert_int_equal(hit, 1);
-    assert_string_equal(id, "p0");
+    assert_string_equal(id, "p4");
 
-    assert_int_equal(check(c, &scope_a, ks, t[1], NOW, NULL, &hit, id, &why),
+    assert_int_equal(check(c, &scope_a, ks, t[3], NOW, NULL, &hit, id, &why),
                      MPN_TOKEN_OK);
     assert_int_equal(hit, 0);
+
+    /* many more tokens than room: never over budget, every answer right */
+    for (i = 0; i < 64; i++) {
+        snprintf(sub, sizeof(sub), "p%d", i % 8);
+        assert_int_equal(check(c, &scope_a, ks, t[i % 8], NOW, NULL, &hit,
+                               id, &why),
+                         MPN_TOKEN_OK);
+        assert_string_equal(id, sub);
+        mpn_tcache_usage(c, &entries, &bytes, &max);
+        assert_true(entries <= 4);
+        assert_true(bytes <= max);
+    }
 
     /* a budget smaller than one entry caches nothing */
     mpn_tcache_free(c);
@@ -381,9 +409,178 @@ test_budget_evicts_least_recently_used(void **state)
                                &why),
                          MPN_TOKEN_OK);
         assert_int_equal(hit, 0);
+        assert_string_equal(id, "p5");
     }
 
     for (i = 0; i < 8; i++) {
+        free(t[i]);
+    }
+
+    mpn_tcache_free(c);
+}
+
+
+/* a token for sub, signed with keys, whose search starts at slot */
+
+static char *
+token_at_slot(mpn_tcache_t *c, const char *keys, const char *prefix,
+    size_t slot, char *sub, size_t size)
+{
+    int    i;
+    char  *t;
+
+    for (i = 0; i < 100000; i++) {
+        snprintf(sub, size, "%s%d", prefix, i);
+        t = token(keys, sub, NOW + 3600, 0);
+
+        if (mpn_tcache_slot(c, t, strlen(t)) == slot) {
+            return t;
+        }
+
+        free(t);
+    }
+
+    fail_msg("no token for slot %zu", slot);
+
+    return NULL;
+}
+
+
+static void
+test_another_token_at_the_same_slot_never_answers(void **state)
+{
+    int            hit;
+    char          *a, *b, *bad, *forged, *dot, sub[32];
+    char           id[MPN_TOKEN_ID_MAX + 1];
+    size_t         n, slot;
+    const char    *why;
+    mpn_tcache_t  *c;
+
+    (void) state;
+
+    /* 8 slots: tokens often start their search at the same one */
+    c = mpn_tcache_create(4 * mpn_tcache_entry_size(8));
+    assert_non_null(c);
+
+    a = token(jwks, "a1", NOW + 3600, 0);
+    slot = mpn_tcache_slot(c, a, strlen(a));
+
+    assert_int_equal(check(c, &scope_a, ks, a, NOW, NULL, &hit, id, &why),
+                     MPN_TOKEN_OK);
+    assert_int_equal(hit, 0);
+
+    /* a valid token of another partner, same first slot: verified, and
+     * answers with its own id, now and from the cache */
+    b = token_at_slot(c, jwks, "b", slot, sub, sizeof(sub));
+
+    assert_int_equal(check(c, &scope_a, ks, b, NOW, NULL, &hit, id, &why),
+                     MPN_TOKEN_OK);
+    assert_int_equal(hit, 0);
+    assert_string_equal(id, sub);
+
+    assert_int_equal(check(c, &scope_a, ks, b, NOW, NULL, &hit, id, &why),
+                     MPN_TOKEN_OK);
+    assert_int_equal(hit, 1);
+    assert_string_equal(id, sub);
+
+    assert_int_equal(check(c, &scope_a, ks, a, NOW, NULL, &hit, id, &why),
+                     MPN_TOKEN_OK);
+    assert_int_equal(hit, 1);
+    assert_string_equal(id, "a1");
+
+    /* a token signed with another key, same first slot: refused, and
+     * never remembered */
+    bad = token_at_slot(c, jwks2, "x", slot, sub, sizeof(sub));
+
+    assert_int_equal(check(c, &scope_a, ks, bad, NOW, NULL, &hit, id, &why),
+                     MPN_TOKEN_BAD);
+    assert_int_equal(hit, 0);
+    assert_int_equal(check(c, &scope_a, ks, bad, NOW, NULL, &hit, id, &why),
+                     MPN_TOKEN_BAD);
+    assert_int_equal(hit, 0);
+
+    /* the same signature after another payload: the same last bytes, so
+     * the same first slot, and refused */
+    n = strlen(a);
+    forged = strdup(a);
+    assert_non_null(forged);
+    dot = strchr(forged, '.');
+    assert_non_null(dot);
+    dot[2] = (dot[2] == 'A') ? 'B' : 'A';
+    assert_int_equal(mpn_tcache_slot(c, forged, n), slot);
+
+    assert_int_equal(check(c, &scope_a, ks, forged, NOW, NULL, &hit, id,
+                           &why),
+                     MPN_TOKEN_BAD);
+    assert_int_equal(hit, 0);
+
+    /* the first one dropped (expired at use): the second is still found
+     * past the freed slot, and the first is a miss */
+    assert_int_equal(check(c, &scope_a, ks, a, NOW + 7200, NULL, &hit, id,
+                           &why),
+                     MPN_TOKEN_EXPIRED);
+    assert_int_equal(hit, 1);
+
+    assert_int_equal(check(c, &scope_a, ks, b, NOW, NULL, &hit, id, &why),
+                     MPN_TOKEN_OK);
+    assert_int_equal(hit, 1);
+
+    assert_int_equal(check(c, &scope_a, ks, a, NOW, NULL, &hit, id, &why),
+                     MPN_TOKEN_OK);
+    assert_int_equal(hit, 0);
+    assert_string_equal(id, "a1");
+
+    free(a);
+    free(b);
+    free(bad);
+    free(forged);
+    mpn_tcache_free(c);
+}
+
+
+static void
+test_long_partner_id_kept_outside_its_slot(void **state)
+{
+    int            hit, i;
+    char          *t[3], sub[3][80], id[MPN_TOKEN_ID_MAX + 1];
+    size_t         entries, bytes, max;
+    const char    *why;
+    mpn_tcache_t  *c;
+
+    (void) state;
+
+    c = mpn_tcache_create(1 << 16);
+    assert_non_null(c);
+
+    /* 17 bytes fit in the slot, 18 and 64 do not */
+    for (i = 0; i < 3; i++) {
+        memset(sub[i], 'a' + i, sizeof(sub[i]));
+        sub[i][(i == 0) ? 17 : (i == 1) ? 18 : MPN_TOKEN_ID_MAX] = '\0';
+        t[i] = token(jwks, sub[i], NOW + 3600, 0);
+    }
+
+    for (i = 0; i < 6; i++) {
+        assert_int_equal(check(c, &scope_a, ks, t[i % 3], NOW, NULL, &hit,
+                               id, &why),
+                         MPN_TOKEN_OK);
+        assert_int_equal(hit, i >= 3);
+        assert_string_equal(id, sub[i % 3]);
+    }
+
+    mpn_tcache_usage(c, &entries, &bytes, &max);
+    assert_int_equal(entries, 3);
+    assert_int_equal(bytes, mpn_tcache_entry_size(17)
+                            + mpn_tcache_entry_size(18)
+                            + mpn_tcache_entry_size(MPN_TOKEN_ID_MAX));
+
+    /* dropped at use, and with everything else (ASan: no leak) */
+    assert_int_equal(check(c, &scope_a, ks, t[2], NOW + 3600, NULL, &hit, id,
+                           &why),
+                     MPN_TOKEN_EXPIRED);
+    mpn_tcache_usage(c, &entries, &bytes, &max);
+    assert_int_equal(entries, 2);
+
+    for (i = 0; i < 3; i++) {
         free(t[i]);
     }
 
@@ -395,19 +592,20 @@ static void
 test_many_tokens_all_found_again(void **state)
 {
     int            hit, i, hits;
-    char          *t[300], sub[16], id[MPN_TOKEN_ID_MAX + 1];
+    char          *t[1500], sub[16], id[MPN_TOKEN_ID_MAX + 1];
     const char    *why;
     mpn_tcache_t  *c;
 
     (void) state;
 
-    /* more entries than buckets: chains are walked and compared */
+    /* more entries than the first table holds half full: it grows twice,
+     * every entry placed again */
     c = mpn_tcache_create(1);
     mpn_tcache_free(c);
     c = mpn_tcache_create(1 << 20);
     assert_non_null(c);
 
-    for (i = 0; i < 300; i++) {
+    for (i = 0; i < 1500; i++) {
         snprintf(sub, sizeof(sub), "id%d", i);
         t[i] = token(jwks, sub, NOW + 3600, 0);
         assert_int_equal(check(c, &scope_a, ks, t[i], NOW, NULL, &hit, id,
@@ -417,7 +615,7 @@ test_many_tokens_all_found_again(void **state)
 
     hits = 0;
 
-    for (i = 0; i < 300; i++) {
+    for (i = 0; i < 1500; i++) {
         snprintf(sub, sizeof(sub), "id%d", i);
         assert_int_equal(check(c, &scope_a, ks, t[i], NOW, NULL, &hit, id,
                                &why),
@@ -427,7 +625,7 @@ test_many_tokens_all_found_again(void **state)
         free(t[i]);
     }
 
-    assert_int_equal(hits, 300);
+    assert_int_equal(hits, 1500);
 
     mpn_tcache_free(c);
 }
@@ -454,6 +652,55 @@ test_without_a_cache_the_verifier_answers(void **state)
                      MPN_TOKEN_NONE);
 
     free(t);
+}
+
+
+/* veorq/SipHash vectors.h, vectors_sip128: key 00..0f, message 00..len-1 */
+
+static void
+test_siphash128_reference_vectors(void **state)
+{
+    int                 i, j;
+    uint8_t             msg[64], got[16];
+    uint64_t            out[2];
+    mpn_siphash_key_t   key;
+
+    static const struct {
+        size_t       len;
+        const char  *hex;
+    } v[] = {
+        { 0,  "a3817f04ba25a8e66df67214c7550293" },
+        { 1,  "da87c1d86b99af44347659119b22fc45" },
+        { 7,  "a1f1ebbed8dbc153c0b84aa61ff08239" },
+        { 8,  "3b62a9ba6258f5610f83e264f31497b4" },
+        { 9,  "264499060ad9baabc47f8b02bb6d71ed" },
+        { 63, "5150d1772f50834a503e069a973fbd7c" },
+    };
+
+    (void) state;
+
+    key.k0 = 0x0706050403020100ULL;
+    key.k1 = 0x0f0e0d0c0b0a0908ULL;
+
+    for (i = 0; i < 64; i++) {
+        msg[i] = (uint8_t) i;
+    }
+
+    for (i = 0; i < (int) (sizeof(v) / sizeof(v[0])); i++) {
+        mpn_siphash128(&key, msg, v[i].len, out);
+
+        for (j = 0; j < 8; j++) {
+            got[j] = (uint8_t) (out[0] >> (8 * j));
+            got[8 + j] = (uint8_t) (out[1] >> (8 * j));
+        }
+
+        for (j = 0; j < 16; j++) {
+            unsigned int  x;
+
+            assert_int_equal(sscanf(v[i].hex + 2 * j, "%2x", &x), 1);
+            assert_int_equal(got[j], x);
+        }
+    }
 }
 
 
@@ -498,7 +745,11 @@ main(void)
         cmocka_unit_test(test_expired_token_is_not_cached),
         cmocka_unit_test(test_entry_answers_only_for_its_own_verifier),
         cmocka_unit_test(test_clear_empties_the_cache),
-        cmocka_unit_test(test_budget_evicts_least_recently_used),
+        cmocka_unit_test(
+            test_budget_evicts_an_entry_not_used_since_the_last_sweep),
+        cmocka_unit_test(test_another_token_at_the_same_slot_never_answers),
+        cmocka_unit_test(test_long_partner_id_kept_outside_its_slot),
+        cmocka_unit_test(test_siphash128_reference_vectors),
         cmocka_unit_test(test_many_tokens_all_found_again),
         cmocka_unit_test(test_without_a_cache_the_verifier_answers),
     };
