@@ -1002,7 +1002,10 @@ ngx_http_mpn_cluster_finish(ngx_http_mpn_cluster_lookup_t *lk,
         ngx_del_timer(&lk->timer);
     }
 
-    if ((reply == NULL || reply->type == REDIS_REPLY_ERROR)
+    /* a write's error reply is its answer (mpn_consume's QUOTA) */
+
+    if ((reply == NULL
+         || (reply->type == REDIS_REPLY_ERROR && !lk->write))
         && !lk->internal)
     {
         ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);

@@ -474,6 +474,15 @@ ngx_http_mpn_consume_reply(void *data, void *reply)
 
     ngx_http_mpn_status_consumption(c->slot, result);
 
+    /* the layer left error replies to us: QUOTA is an answer, the rest
+     * (NOPERM, no such function) are Redis errors */
+
+    if (result == NGX_HTTP_MPN_CONSUMED_ERROR && reply != NULL
+        && ((redisReply *) reply)->type == REDIS_REPLY_ERROR)
+    {
+        ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);
+    }
+
     if (c->ctx != NULL) {
         ngx_http_mpn_consume_done(c->ctx, result, used, reply);
     }

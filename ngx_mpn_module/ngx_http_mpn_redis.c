@@ -1247,7 +1247,8 @@ ngx_http_mpn_redis_dispatch(ngx_http_mpn_redis_conn_t *rc, redisReply *reply)
     if (rc->counted && !(cmd->flags & NGX_HTTP_MPN_REDIS_QUIET)) {
         ngx_http_mpn_status_latency(ngx_http_mpn_usec() - cmd->sent_usec);
 
-        if (reply->type == REDIS_REPLY_ERROR
+        if ((reply->type == REDIS_REPLY_ERROR
+             && !(cmd->flags & NGX_HTTP_MPN_REDIS_ERROR_ANSWERS))
             || rc->state != NGX_HTTP_MPN_REDIS_READY)
         {
             ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_ERRORS);
@@ -1674,7 +1675,9 @@ ngx_http_mpn_redis_command(ngx_str_t *key, int argc, const char **argv,
 
     } else {
         cmd = ngx_http_mpn_redis_send(&ngx_http_mpn_redis_lookups, argc,
-                                      argv, argvlen, 0, handler, data);
+                                      argv, argvlen,
+                                      NGX_HTTP_MPN_REDIS_ERROR_ANSWERS,
+                                      handler, data);
     }
 
     if (cmd == NULL) {

@@ -34,6 +34,9 @@
 #define NGX_HTTP_MPN_REDIS_CONFIRM_NIL  0x04
 /* not in the mpn_redis_* metrics, which count lookups (a PING) */
 #define NGX_HTTP_MPN_REDIS_QUIET  0x08
+/* an error reply is an answer (mpn_consume's QUOTA), not a Redis error:
+ * the caller counts the ones it does not expect */
+#define NGX_HTTP_MPN_REDIS_ERROR_ANSWERS  0x10
 
 
 typedef struct ngx_http_mpn_redis_conn_s  ngx_http_mpn_redis_conn_t;

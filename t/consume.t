@@ -207,6 +207,7 @@ subtest 'ten keys, then upgrade/quota; the usage key, its expiry, the variables'
         azure_credits => { ok => 0, quota => 0, repeat => 0, error => 0 } },
         'mpn_consumptions_total in JSON');
     is($st->{decisions}{upgrade}{quota}, 4, 'upgrade/quota counted as decisions');
+    is($st->{redis}{errors}, 0, 'a QUOTA refusal is an answer, not a Redis error');
     is($st->{decisions}{deny}{bad_amount}, 0, 'deny/bad_amount shown with 0');
 
     my $prom = body($t->http_get('/status?format=prometheus'));
@@ -500,6 +501,8 @@ subtest 'the ACL lines of docs/deployment.md: the gate may consume, and only wit
         poll(sub { $r = get($t, '/keys/x', 'active'); status($r) == $code }, 3);
         is(status($r), $code, "with $n line(s): $code");
         is(header($r, 'X-Mpn'), $decision, $decision);
+        cmp_ok(status_json($t)->{redis}{errors}, '>=', 1,
+               'NOPERM is a Redis error') if $n == 1;
         $t->stop_nginx;
         like($t->error_log, qr/consuming "windows_enterprise": unexpected reply from redis \(type 6\): NOPERM/,
             'the refusal is logged') if $n == 1;
@@ -602,6 +605,8 @@ subtest 'Cluster: ten keys, then quota; the usage key on its slot\'s primary' =>
     is_deeply(status_json($t)->{consumptions}{windows_enterprise},
               { ok => 10, quota => 1, repeat => 0, error => 0 },
               'mpn_consumptions_total: 10 ok, 1 quota');
+    is(status_json($t)->{redis}{errors}, 0,
+       'the QUOTA refusal is an answer, not a Redis error');
     $t->stop_nginx;
     unlike($t->error_log, qr/not routed/, 'no refusal');
     $t->check_error_log;
