@@ -8,8 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "mpn_tcache.h"
 #include "mpn_siphash.h"
+#include "mpn_tag.h"
 
 
 /* partner ids up to this long live in their slot, longer ones in a
@@ -22,7 +25,7 @@
 #define MPN_TCACHE_TAIL       16
 
 typedef struct {
-    uint64_t             tag[2];         /* mpn_siphash128 of the token */
+    uint64_t             tag[2];         /* mpn_tag of the token */
     const void          *scope;          /* NULL: a free slot */
     int64_t              exp;
     int64_t              nbf;
@@ -44,7 +47,7 @@ struct mpn_tcache_s {
     size_t               entries;
     size_t               bytes;
     size_t               max_bytes;
-    mpn_siphash_key_t    key;            /* of the tag */
+    mpn_tag_key_t        key;            /* of the tag */
     mpn_siphash_key_t    home_key;       /* of the first slot */
 };
 
@@ -78,7 +81,7 @@ mpn_tcache_create(size_t max_bytes)
         return NULL;
     }
 
-    if (mpn_siphash_key_init(&c->key) != 0
+    if (mpn_tag_key_init(&c->key) != 0
         || mpn_siphash_key_init(&c->home_key) != 0)
     {
         free(c);
@@ -124,6 +127,7 @@ mpn_tcache_free(mpn_tcache_t *c)
 
     mpn_tcache_clear(c);
     free(c->slots);
+    OPENSSL_cleanse(c, sizeof(mpn_tcache_t));
     free(c);
 }
 
@@ -203,7 +207,7 @@ mpn_tcache_verify(mpn_tcache_t *c, const void *scope, const mpn_keyset_t *ks,
 
     /* the scope is compared, not hashed: one token is rarely seen by two
      * verifiers */
-    mpn_siphash128(&c->key, tok, len, tag);
+    mpn_tag(&c->key, tok, len, tag);
 
     e = (c->entries != 0) ? mpn_tcache_find(c, home, tag, scope) : NULL;
 

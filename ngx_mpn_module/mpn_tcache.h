@@ -5,9 +5,9 @@
  * nginx worker, used by one thread.
  *
  * An entry is keyed by the whole token as the client sent it, through a
- * 128-bit SipHash-2-4 of all its bytes under the cache's random key (a
+ * 128-bit tag of all its bytes under the cache's random key (mpn_tag.h, a
  * pseudorandom function: without the key nobody can make another token
- * with the same value; docs/contract-notes.md), and by a scope (which
+ * with the same tag; docs/contract-notes.md), and by a scope (which
  * verifier accepted it: the key set and the claim settings).  It holds
  * what the token proved: the partner id, exp and nbf, and no copy of the
  * token.  exp and nbf are checked against the clock at every use.  Only
