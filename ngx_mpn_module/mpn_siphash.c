@@ -40,6 +40,30 @@ mpn_siphash_key_init(mpn_siphash_key_t *key)
 }
 
 
+/* the last word: the bytes after the whole words, and the length on top */
+
+static uint64_t
+mpn_siphash_last(const uint8_t *p, size_t len)
+{
+    uint64_t  b;
+
+    b = (uint64_t) len << 56;
+
+    switch (len & 7) {
+    case 7: b |= (uint64_t) p[6] << 48;  /* fall through */
+    case 6: b |= (uint64_t) p[5] << 40;  /* fall through */
+    case 5: b |= (uint64_t) p[4] << 32;  /* fall through */
+    case 4: b |= (uint64_t) p[3] << 24;  /* fall through */
+    case 3: b |= (uint64_t) p[2] << 16;  /* fall through */
+    case 2: b |= (uint64_t) p[1] << 8;   /* fall through */
+    case 1: b |= (uint64_t) p[0];        /* fall through */
+    default: break;
+    }
+
+    return b;
+}
+
+
 uint64_t
 mpn_siphash(const mpn_siphash_key_t *key, const void *data, size_t len)
 {
@@ -61,18 +85,7 @@ mpn_siphash(const mpn_siphash_key_t *key, const void *data, size_t len)
         v0 ^= m;
     }
 
-    b = (uint64_t) len << 56;
-
-    switch (len & 7) {
-    case 7: b |= (uint64_t) p[i + 6] << 48;  /* fall through */
-    case 6: b |= (uint64_t) p[i + 5] << 40;  /* fall through */
-    case 5: b |= (uint64_t) p[i + 4] << 32;  /* fall through */
-    case 4: b |= (uint64_t) p[i + 3] << 24;  /* fall through */
-    case 3: b |= (uint64_t) p[i + 2] << 16;  /* fall through */
-    case 2: b |= (uint64_t) p[i + 1] << 8;   /* fall through */
-    case 1: b |= (uint64_t) p[i];            /* fall through */
-    default: break;
-    }
+    b = mpn_siphash_last(p + i, len);
 
     v3 ^= b;
     MPN_SIPROUND;
@@ -110,18 +123,7 @@ mpn_siphash128(const mpn_siphash_key_t *key, const void *data, size_t len,
         v0 ^= m;
     }
 
-    b = (uint64_t) len << 56;
-
-    switch (len & 7) {
-    case 7: b |= (uint64_t) p[i + 6] << 48;  /* fall through */
-    case 6: b |= (uint64_t) p[i + 5] << 40;  /* fall through */
-    case 5: b |= (uint64_t) p[i + 4] << 32;  /* fall through */
-    case 4: b |= (uint64_t) p[i + 3] << 24;  /* fall through */
-    case 3: b |= (uint64_t) p[i + 2] << 16;  /* fall through */
-    case 2: b |= (uint64_t) p[i + 1] << 8;   /* fall through */
-    case 1: b |= (uint64_t) p[i];            /* fall through */
-    default: break;
-    }
+    b = mpn_siphash_last(p + i, len);
 
     v3 ^= b;
     MPN_SIPROUND;
