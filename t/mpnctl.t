@@ -666,7 +666,9 @@ my $pki = MpnTls->new($tmp);
     my $moved = 0;
     for (1 .. 300) {
         my $a = $s->cmd('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', 'mpnprimary');
-        my $role = $replica->client->cmd('ROLE');
+        # the promotion ends with CLIENT KILL TYPE normal: a ROLE asked
+        # at that moment sees its connection closed, and is asked again
+        my $role = eval { $replica->client->cmd('ROLE') };
         if (ref $a eq 'ARRAY' && $a->[1] == $replica->port
             && ref $role eq 'ARRAY' && $role->[0] eq 'master')
         {
