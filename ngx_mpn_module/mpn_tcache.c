@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <openssl/crypto.h>
 
@@ -55,8 +56,13 @@ struct mpn_tcache_s {
 #define MPN_TCACHE_SLOT        sizeof(mpn_tcache_entry_t)
 #define MPN_TCACHE_MIN_SLOTS   1024      /* 64 KB, grown from there */
 
+/* probes land anywhere in the table: from this size on it is asked to
+ * sit on 2 MB pages, so that a probe is not a TLB miss as well */
+#define MPN_TCACHE_HUGE        (2 * 1024 * 1024)
+
 
 static mpn_tcache_entry_t *mpn_tcache_alloc(size_t n);
+static void mpn_tcache_release(mpn_tcache_entry_t *slots, size_t n);
 static int mpn_tcache_grow(mpn_tcache_t *c);
 static uint32_t mpn_tcache_home(const mpn_tcache_t *c, const char *tok,
     size_t len);
@@ -126,7 +132,11 @@ mpn_tcache_free(mpn_tcache_t *c)
     }
 
     mpn_tcache_clear(c);
-    free(c->slots);
+
+    if (c->slots != NULL) {
+        mpn_tcache_release(c->slots, c->mask + 1);
+    }
+
     OPENSSL_cleanse(c, sizeof(mpn_tcache_t));
     free(c);
 }
@@ -249,18 +259,55 @@ mpn_tcache_verify(mpn_tcache_t *c, const void *scope, const mpn_keyset_t *ks,
 }
 
 
+/*
+ * A table is mapped on its own rather than malloc()ed: heap pages already
+ * touched would stay 4 KB pages, and a fresh mapping comes zeroed.  A
+ * large one is aligned to 2 MB, the rest of the mapping given back.
+ */
+
 static mpn_tcache_entry_t *
 mpn_tcache_alloc(size_t n)
 {
-    void  *p;
+    size_t   size, lead;
+    char    *p, *start;
 
-    if (posix_memalign(&p, MPN_TCACHE_SLOT, n * MPN_TCACHE_SLOT) != 0) {
+    size = n * MPN_TCACHE_SLOT;
+
+    if (size < MPN_TCACHE_HUGE) {
+        p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+        return (p == MAP_FAILED) ? NULL : (mpn_tcache_entry_t *) p;
+    }
+
+    p = mmap(NULL, size + MPN_TCACHE_HUGE, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
         return NULL;
     }
 
-    memset(p, 0, n * MPN_TCACHE_SLOT);
+    start = (char *) (((uintptr_t) p + MPN_TCACHE_HUGE - 1)
+                        & ~((uintptr_t) MPN_TCACHE_HUGE - 1));
+    lead = start - p;
 
-    return p;
+    if (lead != 0) {
+        (void) munmap(p, lead);
+    }
+
+    (void) munmap(start + size, MPN_TCACHE_HUGE - lead);
+
+#ifdef MADV_HUGEPAGE
+    (void) madvise(start, size, MADV_HUGEPAGE);
+#endif
+
+    return (mpn_tcache_entry_t *) start;
+}
+
+
+static void
+mpn_tcache_release(mpn_tcache_entry_t *slots, size_t n)
+{
+    (void) munmap(slots, n * MPN_TCACHE_SLOT);
 }
 
 
@@ -294,7 +341,7 @@ mpn_tcache_grow(mpn_tcache_t *c)
         slots[j] = c->slots[i];
     }
 
-    free(c->slots);
+    mpn_tcache_release(c->slots, c->mask + 1);
 
     c->slots = slots;
     c->mask = mask;

@@ -26,7 +26,7 @@
 #   FILL=            1: before the rounds, each cached variant gets one
 #                    request per partner (default when PARTNERS > 10000);
 #                    0: never
-#   PERF=VARIANT     perf record that variant's worker in round 1
+#   PERF="V1 V2.."   perf record those variants' workers in round 1
 #   KEEP=1           keep the work directory
 #
 # Prints the table and the table paired with the baseline of the same
@@ -285,7 +285,7 @@ for r in $(seq "$ROUNDS"); do
         [ "$v" != mpn-consume ] || clear_usage
         wrk_run "$v" "$WARMUP" > /dev/null
         worker=$(cat "$dir/$v/worker")
-        if [ "$PERF" = "$v" ] && [ "$r" = 1 ]; then
+        if [[ " $PERF " == *" $v "* ]] && [ "$r" = 1 ]; then
             perf record -q -F 2000 -g -p "$worker" -o "$dir/perf-$v.data" \
                 -- sleep "$DURATION" > /dev/null 2>&1 &
         fi
@@ -294,7 +294,7 @@ for r in $(seq "$ROUNDS"); do
         wrk_run "$v" "$DURATION" > "$dir/$v.r$r.wrk" 2>&1
         c1=$(cpu_ticks "$worker" "$redis_pid")
         n1=$(cpu_ticks "$worker")
-        if [ "$PERF" = "$v" ] && [ "$r" = 1 ]; then
+        if [[ " $PERF " == *" $v "* ]] && [ "$r" = 1 ]; then
             wait $!
             perf report -i "$dir/perf-$v.data" --stdio --no-children \
                 --percent-limit 0.5 -g none --sort dso,sym 2>/dev/null \
