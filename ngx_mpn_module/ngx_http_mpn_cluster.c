@@ -305,9 +305,7 @@ ngx_http_mpn_cluster_command(ngx_str_t *key, int argc, const char **argv,
 /*
  * The request waiting for this lookup gave up.  A connection that has
  * answered nothing since the command was sent is stalled and dropped (the
- * layer's rule); the lookup ends there, or at its own deadline.  A write
- * waiting for a map was never sent: it ends now, so that it cannot run
- * for a request already answered.
+ * layer's rule); the lookup ends there, or at its own deadline.
  */
 
 void
@@ -321,10 +319,35 @@ ngx_http_mpn_cluster_timed_out(void *handle)
     }
 
     ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_TIMEOUTS);
+}
 
-    if (lk->write) {
-        ngx_http_mpn_cluster_finish(lk, NULL);
+
+/*
+ * A write not sent yet ends now, unsent, so that it cannot run for a
+ * request already answered or gone: parked for a map, or queued on a node
+ * connection still being opened (the layer answers it with NULL, and
+ * ngx_http_mpn_cluster_reply() never sends a write again).
+ */
+
+ngx_int_t
+ngx_http_mpn_cluster_withdraw(void *handle)
+{
+    ngx_http_mpn_cluster_lookup_t  *lk = handle;
+
+    if (!lk->write) {
+        return NGX_DECLINED;
     }
+
+    if (lk->parked) {
+        ngx_http_mpn_cluster_finish(lk, NULL);
+        return NGX_OK;
+    }
+
+    if (lk->cmd != NULL) {
+        return ngx_http_mpn_redis_withdraw(lk->cmd);
+    }
+
+    return NGX_DECLINED;
 }
 
 

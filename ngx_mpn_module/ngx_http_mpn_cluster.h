@@ -23,6 +23,9 @@ void *ngx_http_mpn_cluster_command(ngx_str_t *key, int argc,
     const char **argv, const size_t *argvlen, ngx_uint_t write,
     ngx_http_mpn_reply_pt handler, void *data);
 void ngx_http_mpn_cluster_timed_out(void *lookup);
+/* a write not sent yet (waiting for a map, or queued on a node connection
+ * being opened) ends unsent: NGX_OK; NGX_DECLINED once sent, or a read */
+ngx_int_t ngx_http_mpn_cluster_withdraw(void *handle);
 
 /* the subscriber's locate callback: one node, the next after a failure */
 void ngx_http_mpn_cluster_locate_any(ngx_http_mpn_redis_conn_t *rc);

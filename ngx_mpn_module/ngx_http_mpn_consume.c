@@ -634,8 +634,9 @@ ngx_http_mpn_consume_timeout(ngx_event_t *ev)
 
     ngx_http_mpn_consume_done(ctx, NGX_HTTP_MPN_CONSUMED_ERROR, -1, NULL);
 
-    /* may answer the consumption (and free it) by dropping a stalled
-     * connection; the answer is counted, nobody is woken */
+    /* may answer the consumption (and free it): taken back if not sent
+     * yet, or by dropping a stalled connection; the answer is counted,
+     * nobody is woken */
     ngx_http_mpn_redis_command_timed_out(cmd);
 }
 
@@ -647,7 +648,11 @@ ngx_http_mpn_consume_cleanup(void *data)
 {
     ngx_http_mpn_ctx_t  *ctx = data;
 
-    if (ctx->consumption == NULL) {
+    ngx_http_mpn_consumption_t  *c;
+
+    c = ctx->consumption;
+
+    if (c == NULL) {
         return;
     }
 
@@ -655,13 +660,16 @@ ngx_http_mpn_consume_cleanup(void *data)
         ngx_del_timer(&ctx->timer);
     }
 
-    /* the client left before the decision; Redis may still take the
-     * units, and that is counted when it answers */
-
     if (!ctx->counted) {
         ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_ABORTED);
     }
 
-    ctx->consumption->ctx = NULL;
+    c->ctx = NULL;
     ctx->consumption = NULL;
+
+    /* the client left before the decision: a consumption not sent yet is
+     * taken back (and c freed); one on its way may still take the units,
+     * and that is counted when Redis answers */
+
+    (void) ngx_http_mpn_redis_command_withdraw(c->cmd);
 }

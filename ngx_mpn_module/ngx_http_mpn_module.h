@@ -241,6 +241,9 @@ void ngx_http_mpn_redis_timed_out(ngx_http_mpn_redis_cmd_t *cmd);
 void *ngx_http_mpn_redis_command(ngx_str_t *key, int argc, const char **argv,
     const size_t *argvlen, ngx_http_mpn_reply_pt handler, void *data);
 void ngx_http_mpn_redis_command_timed_out(void *handle);
+/* NGX_OK: not sent yet, so taken back (its handler called with NULL now);
+ * NGX_DECLINED: on its way, its reply still comes */
+ngx_int_t ngx_http_mpn_redis_command_withdraw(void *handle);
 
 /* ngx_http_mpn_consume.c: mpn_consume, metered benefits */
 

@@ -1095,6 +1095,28 @@ ngx_http_mpn_redis_free_cmd(ngx_http_mpn_redis_conn_t *rc,
 }
 
 
+/*
+ * seq is set when the command goes into the output buffer: until then it
+ * waits in rc->waiting and can still be taken back without Redis ever
+ * seeing it.
+ */
+
+ngx_int_t
+ngx_http_mpn_redis_withdraw(ngx_http_mpn_redis_cmd_t *cmd)
+{
+    if (cmd->seq != 0) {
+        return NGX_DECLINED;
+    }
+
+    ngx_queue_remove(&cmd->queue);
+
+    cmd->handler(cmd->data, NULL);
+    ngx_http_mpn_redis_free_cmd(cmd->conn, cmd);
+
+    return NGX_OK;
+}
+
+
 void
 ngx_http_mpn_redis_conn_drop(ngx_http_mpn_redis_conn_t *rc, const char *why)
 {
@@ -1688,12 +1710,33 @@ ngx_http_mpn_redis_command(ngx_str_t *key, int argc, const char **argv,
 }
 
 
-/* the same rule as for a lookup: the handles are of the same kinds */
+/*
+ * The request gave up.  A command still queued on a connection being
+ * opened is taken back: sent once ready, a write (mpn_consume) would take
+ * a unit for a request already answered.  One on its way follows the
+ * lookups' rule: the handles are of the same kinds.
+ */
 
 void
 ngx_http_mpn_redis_command_timed_out(void *handle)
 {
+    if (ngx_http_mpn_redis_command_withdraw(handle) == NGX_OK) {
+        ngx_http_mpn_stat(NGX_HTTP_MPN_STAT_REDIS_TIMEOUTS);
+        return;
+    }
+
     ngx_http_mpn_redis_lookup_timed_out(handle);
+}
+
+
+ngx_int_t
+ngx_http_mpn_redis_command_withdraw(void *handle)
+{
+    if (ngx_http_mpn_redis_lookups.conf->cluster) {
+        return ngx_http_mpn_cluster_withdraw(handle);
+    }
+
+    return ngx_http_mpn_redis_withdraw(handle);
 }
 
 

@@ -130,6 +130,14 @@ ngx_http_mpn_redis_cmd_t *ngx_http_mpn_redis_send(
     const size_t *argvlen, ngx_uint_t flags, ngx_http_mpn_reply_pt handler,
     void *data);
 
+/*
+ * Takes back a command not yet written (waiting for its connection to be
+ * ready): its handler is called with NULL now, and it is never sent.
+ * NGX_DECLINED once written (or carried over after being written once):
+ * its reply, or NULL, still comes.
+ */
+ngx_int_t ngx_http_mpn_redis_withdraw(ngx_http_mpn_redis_cmd_t *cmd);
+
 /* closes the connection now (its commands fail or are retried) and
  * reconnects with backoff */
 void ngx_http_mpn_redis_conn_drop(ngx_http_mpn_redis_conn_t *rc,

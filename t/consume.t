@@ -26,6 +26,7 @@ use MpnTest;
 use MpnRedis;
 use MpnRecords;
 use MpnCluster;
+use MpnDns;
 
 use constant DAY => 86400;
 
@@ -142,7 +143,8 @@ sub usage_key {
 }
 
 # Redis with the library and the records, then nginx with consume_conf(%o);
-# $o{before}->($t) runs in between
+# $o{before}->($t) runs in between, and a sub given as redis or http makes
+# that text from $t
 sub start_gate {
     my (%o) = @_;
     my $t = MpnTest->new;
@@ -151,6 +153,7 @@ sub start_gate {
     $t->{redis}->load_library;
     $t->{records} = seed_records($t);
     $o{before}->($t) if $o{before};
+    ref $o{$_} eq 'CODE' and $o{$_} = $o{$_}->($t) for qw(redis http);
     $t->write_nginx_conf(consume_conf(%o), workers => $o{workers} || 1);
     $t->start_nginx;
     return $t;
@@ -509,6 +512,97 @@ subtest 'the ACL lines of docs/deployment.md: the gate may consume, and only wit
         unlike($t->error_log, qr/\Q$password\E/, 'the password is never logged');
         $t->check_error_log;
     }
+};
+
+# FCALLs run by that Redis: "calls/rejected_calls/failed_calls"
+sub fcall_stats {
+    my ($info) = @_;
+    my ($s) = ($info // '') =~ /^cmdstat_fcall:([^\r\n]*)/m;
+    return join('/', map { (($s // '') =~ /\b$_=(\d+)/)[0] // 0 }
+                         qw(calls rejected_calls failed_calls));
+}
+
+# The connection is lost (CLIENT KILL) and opened again while its name is
+# being resolved (the DNS stub holds the answer 2.5 s), so a consumption
+# asked for meanwhile waits in the worker, unsent.  Given up (its timeout:
+# 1 s + connect_timeout 4 s) or abandoned by its client before the
+# connection is ready, it must never be sent once it is.
+subtest 'a consumption not sent yet when its request gives up is never sent' => sub {
+    plan(skip_all => 'python3 not installed')
+        unless -x '/usr/bin/python3' || `which python3` =~ /\S/;
+    my $dns;
+    my $t = start_gate(
+        before => sub { $dns = MpnDns->start($_[0]->dir, localhost => '127.0.0.1') },
+        http => sub { 'mpn_cache zone=c:1m ttl=1h; resolver 127.0.0.1:'
+                      . $dns->port . ' ipv6=off;' },
+        redis => sub { 'localhost:' . $_[0]->redis_port
+                       . ' timeout=1s connect_timeout=4s' });
+    is(used_left(get($t, '/keys/x', 'active')), '200 1/9',
+       'a unit taken, the record cached');
+    my (undef, $end) = term_of($t->{records}{active});
+    my $key = usage_key('active', 'windows_enterprise', year_before($end));
+    my $fcalls = fcall_stats($t->redis('INFO', 'commandstats'));
+
+    # the connection lost and being opened again: the name resolving
+    my $reopen = sub {
+        sleep(1.1);         # past the second nginx's resolver keeps an answer
+        $dns->delay(2.5);
+        my $q = $dns->queries;
+        cmp_ok($t->redis('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes'),
+               '>=', 1, 'the gate\'s connection closed by Redis');
+        ok(poll(sub { $dns->queries > $q }, 5), 'the gate resolves the name again');
+    };
+    my $ready = sub {
+        $dns->delay(0);
+        ok(poll(sub { status_json($t)->{redis}{ready} }, 10), 'ready again');
+    };
+
+    # given up: Redis stopped as well, so the set-up (EXISTS marker) that
+    # follows the resolution is answered only after both requests had
+    # theirs
+    $reopen->();
+    $t->signal_redis('STOP');
+    my @c = map {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+            PeerPort => $t->port, Proto => 'tcp') or die "connect: $!";
+        print $s "GET $_ HTTP/1.0\r\nX-Partner: active\r\n\r\n";
+        $s } '/keys/x', '/open/x';
+    my @r = map { local $/; my $s = $_; scalar <$s> } @c;
+    $t->signal_redis('CONT');
+    is(status($r[0]) . ' ' . header($r[0], 'X-Mpn'), '503 error/redis_unavailable',
+       'mpn_fail closed: 503 at the timeout');
+    is(status($r[1]) . ' ' . header($r[1], 'X-Mpn'), '200 allow/fail_open',
+       'mpn_fail open: allowed');
+    $ready->();
+    is(used_left(get($t, '/keys/x', 'active')), '200 2/8',
+       'the next request takes unit 2: neither given-up consumption was sent');
+    is(fcall_stats($t->redis('INFO', 'commandstats')),
+       ($fcalls =~ s{^(\d+)}{$1 + 1}er), 'Redis ran one FCALL since, that one');
+    my $st = status_json($t);
+    is($st->{consumptions}{windows_enterprise}{error}, 2,
+       'the two given up count as errors');
+    cmp_ok($st->{redis}{timeouts}, '>=', 2, 'and as Redis timeouts');
+
+    # abandoned: the client leaves while its consumption waits
+    $reopen->();
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        PeerPort => $t->port, Proto => 'tcp') or die "connect: $!";
+    print $s "GET /keys/x HTTP/1.1\r\nHost: x\r\nX-Partner: active\r\n\r\n";
+    sleep(1);       # generous: the request reaches its consumption
+    close $s;
+    ok(poll(sub { status_json($t)->{aborted} == 1 }, 5),
+       'the client that left is counted as aborted');
+    $ready->();
+    is(used_left(get($t, '/keys/x', 'active')), '200 3/7',
+       'the next request takes unit 3: the abandoned consumption was not sent');
+    is($t->redis('HGET', $key, 'used'), 3, 'usage 3 in Redis');
+    is(status_json($t)->{consumptions}{windows_enterprise}{error}, 3,
+       'the abandoned one counts as an error, nothing taken');
+    my $aborted = () = $t->read_file('access.log') =~ m{"GET /keys/x HTTP/1.1" 499 }g;
+    is($aborted, 1, 'it ended as 499 while it waited');
+
+    $t->stop_nginx;
+    $t->check_error_log;
 };
 
 # --- Redis Cluster ---------------------------------------------------------

@@ -6,6 +6,8 @@ package MpnDns;
 #   my $dns = MpnDns->start($dir, 'redis.test' => '127.0.0.1');
 #   "resolver 127.0.0.1:" . $dns->port . " ipv6=off;"
 #   $dns->set('redis.test' => '127.0.0.2');
+#   $dns->delay(2.5);                    # answers held 2.5 s (0: at once)
+#   $dns->queries;                       # how many have come so far
 #   $dns->stop;                          # also when $dns goes away
 
 use strict;
@@ -46,6 +48,22 @@ sub start {
 
 
 sub port { $_[0]{port} }
+
+
+sub delay {
+    my ($self, $secs) = @_;
+    open(my $fh, '>', "$self->{zone}.delay") or die "$self->{zone}: $!";
+    print $fh "$secs\n";
+    close $fh;
+}
+
+
+sub queries {
+    my ($self) = @_;
+    open(my $fh, '<', "$self->{zone}.queries") or return 0;
+    my @l = <$fh>;
+    return scalar @l;
+}
 
 
 # the whole zone: name => address, ...

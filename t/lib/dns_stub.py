@@ -2,7 +2,9 @@
 """A tiny DNS server for tests: answers A queries over UDP on 127.0.0.1
 from a file of "name address" lines, read again for every query, with a
 TTL of 0, so a test moves a name by rewriting the file.  Other types of a
-known name get an empty answer; unknown names NXDOMAIN.
+known name get an empty answer; unknown names NXDOMAIN.  Each query is
+logged as a line in ZONE_FILE.queries, and answered after the seconds
+ZONE_FILE.delay holds, if any (to hold a resolution in progress).
 
     dns_stub.py ZONE_FILE PORT_FILE     (the port it bound is written there)
 """
@@ -10,6 +12,7 @@ known name get an empty answer; unknown names NXDOMAIN.
 import socket
 import struct
 import sys
+import time
 
 
 def zone(path):
@@ -24,6 +27,14 @@ def zone(path):
     except OSError:
         pass
     return names
+
+
+def delay(path):
+    try:
+        with open(path) as f:
+            return float(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
 
 
 def answer(query, names):
@@ -63,6 +74,9 @@ def main():
     os.rename(port_file + '.tmp', port_file)
     while True:
         query, peer = s.recvfrom(4096)
+        with open(zone_file + '.queries', 'a') as f:
+            f.write('query\n')
+        time.sleep(delay(zone_file + '.delay'))
         try:
             reply = answer(query, zone(zone_file))
         except (IndexError, struct.error):
