@@ -5,11 +5,12 @@
 # past the allowance becomes upgrade/quota.  Two nginx instances on one
 # Redis never hand out more than the allowance; an idempotency value
 # consumes once; Redis down or stopped follows mpn_fail; a client that
-# leaves mid-consumption leaves nothing behind; a renewal starts a new
-# allowance; a bad amount is 400.  On a Redis Cluster (three primaries,
-# three replicas) the consumption goes to the primary of the usage key's
-# slot, follows ASK and MOVED, is never sent twice, and a stopped primary
-# is mpn_fail's.
+# leaves mid-consumption leaves nothing behind; a consumption still
+# waiting for its connection to open when its request gives up is never
+# sent; a renewal starts a new allowance; a bad amount is 400.  On a Redis
+# Cluster (three primaries, three replicas) the consumption goes to the
+# primary of the usage key's slot, follows ASK and MOVED, is never sent
+# twice, and a stopped primary is mpn_fail's.
 
 use strict;
 use warnings;
@@ -618,16 +619,17 @@ my $seed = ($c->primaries)[0]->addr;
 # A partner of its own for each subtest: a record with ten
 # windows_enterprise, whose usage key is on another primary than the record
 # (the consumption is routed by the usage key, not by the partner).
-# (id, usage key)
+# (id, usage key); with $apart, not on the dataset marker's primary either
 sub cluster_partner {
-    my ($stem) = @_;
+    my ($stem, $apart) = @_;
     for my $i (0 .. 999) {
         my $id = "$stem$i";
         my $json = record($id, sub => { end_days => 200 });
         my (undef, $end) = term_of($json);
         my $key = usage_key($id, 'windows_enterprise', year_before($end));
-        next if $c->node_of($key)->port
-                == $c->node_of("mpn:partner:$id")->port;
+        my $port = $c->node_of($key)->port;
+        next if $port == $c->node_of("mpn:partner:$id")->port
+                || ($apart && $port == $c->node_of('mpn:meta')->port);
         $c->write_records({ $id => $json });
         return ($id, $key);
     }
@@ -638,8 +640,9 @@ sub cluster_gate {
     my (%o) = @_;
     my $t = MpnTest->new;
     setup($t);
+    $o{before}->($t) if $o{before};
     $t->write_nginx_conf(consume_conf(
-        redis => "$seed cluster $o{redis}"),
+        redis => "$seed cluster $o{redis}", http => $o{http}),
         workers => $o{workers} || 2);
     $t->start_nginx;
     # ready: a run of lookups (no record, nothing consumed) answered
@@ -865,6 +868,64 @@ subtest 'Cluster: read=replica, consumptions still on the primary' => sub {
        'no MOVED: sent to the primary in the first place');
     $t->stop_nginx;
     $t->check_error_log;
+};
+
+# The gate's connection to the usage key's primary lost and opened again,
+# its AUTH unanswered (the node paused, then stopped): a consumption asked
+# for meanwhile waits in the worker, unsent, while the request waits only
+# its timeout (the cluster is ready).  Given up at the timeout or abandoned
+# by its client, it must never be sent once the node answers.
+subtest 'Cluster: a consumption not sent yet when its request gives up is never sent' => sub {
+    my ($id, $key) = cluster_partner('unsent', 1);
+    my $node = $c->node_of($key);
+    my $pw = 'unsent-7c41';
+    for my $n ($c->live) {
+        is($c->cmd_on($n, 'ACL', 'SETUSER', 'mpn-gate', 'on', ">$pw",
+                      '~*', '&*', '+@all'), 'OK', 'ACL user on ' . $n->addr);
+    }
+    my $t = cluster_gate(redis => 'user=mpn-gate password_file=%%DIR%%/pw '
+                                  . 'timeout=1s connect_timeout=3s',
+                         http => 'mpn_cache zone=c:1m ttl=1h;', workers => 1,
+                         before => sub { $_[0]->write_file('pw', "$pw\n") });
+    is(used_left(get($t, '/keys/x', $id)), '200 1/9',
+       'a unit taken, the record cached');
+    my $fcalls = fcalls($node);
+
+    # paused long enough to be stopped before the new connection's AUTH
+    my @r = $node->client->pipeline(['CLIENT', 'KILL', 'USER', 'mpn-gate'],
+                                    ['CLIENT', 'PAUSE', 1000, 'ALL']);
+    ok($r[0] >= 1 && $r[1] eq 'OK', 'the gate\'s connection to '
+       . $node->addr . ' closed (and its subscriber\'s, if there), the '
+       . 'node paused');
+    kill('STOP', $node->{pid});
+    sleep(0.3);     # the connection opened again, AUTH sent
+    my @s = map {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+            PeerPort => $t->port, Proto => 'tcp') or die "connect: $!";
+        print $s "GET /keys/x HTTP/1.0\r\nX-Partner: $id\r\n\r\n";
+        $s } 1 .. 2;
+    sleep(0.5);
+    close $s[1];
+    my $r = do { local $/; my $s = $s[0]; <$s> };
+    kill('CONT', $node->{pid});
+    is(status($r) . ' ' . header($r, 'X-Mpn'), '503 error/redis_unavailable',
+       'the one that waited: 503 at its timeout');
+    my $next;
+    ok(poll(sub { $next = get($t, '/keys/x', $id); status($next) == 200 }, 10),
+       'the node answers again');
+    is(used_left($next), '200 2/8',
+       'the next request takes unit 2: neither waiting consumption was sent');
+    is(used_on($node, $key), 2, 'usage 2 on the node');
+    is(fcalls($node), ($fcalls =~ s{^(\d+)}{$1 + 1}er),
+       'the node ran one FCALL since, that one');
+    my $st = status_json($t);
+    is($st->{aborted}, 1, 'the client that left is counted as aborted');
+    is($st->{consumptions}{windows_enterprise}{error}, 2,
+       'both count as errors, nothing taken');
+
+    $t->stop_nginx;
+    $t->check_error_log;
+    $c->cmd_on($_, 'ACL', 'DELUSER', 'mpn-gate') for $c->live;
 };
 
 $c->stop;
