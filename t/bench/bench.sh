@@ -239,13 +239,16 @@ cpu_ticks() {
     echo "$t"
 }
 
-# wrk_run VARIANT SECONDS [env...]: wrk's output
+# wrk_run VARIANT SECONDS [env...]: wrk's output; each run draws its own
+# Zipf sequence (DIST=zipf), so no measurement replays its warm-up
+runs=0
 wrk_run() {
     local v=$1 secs=$2; shift 2
     local tokens=
     case $v in mpn-token-*) tokens=$dir/$v/tokens.txt ;; esac
+    runs=$((runs + 1))
     env PEERS_N="$PARTNERS" PEERS_ID_BASE="$ID_BASE" PEERS_DIST="$DIST" \
-        PEERS_TOKENS="$tokens" "$@" \
+        PEERS_TOKENS="$tokens" PEERS_SEED=$((12345 + runs)) "$@" \
         wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" -s "$here/rotate.lua" \
         "http://127.0.0.1:$(cat "$dir/$v/port")/benefits/azure-credits"
 }

@@ -6,7 +6,9 @@
 --                  "Authorization: Bearer <token>" instead of X-Partner-Id
 --   PEERS_DIST     uniform: every partner in turn (the judge's rotation);
 --                  zipf: partner of rank k (k = 1 .. N) with probability
---                  (1/k) / H(N), a fixed pseudo-random sequence
+--                  (1/k) / H(N), a pseudo-random sequence fixed by
+--   PEERS_SEED     (12345): bench.sh gives each wrk run its own, so that a
+--                  measured run does not replay its warm-up's draws
 --   PEERS_START    uniform: begin with the partner at this offset (a pass
 --                  that fills caches runs wrk again and again from where the
 --                  last run stopped)
@@ -19,6 +21,7 @@ local tokens_file = os.getenv("PEERS_TOKENS")
 if tokens_file == "" then tokens_file = nil end
 local dist = os.getenv("PEERS_DIST") or "uniform"
 local start = tonumber(os.getenv("PEERS_START") or "") or 0
+local seed = tonumber(os.getenv("PEERS_SEED") or "") or 12345
 local PREBUILD_MAX = 100000
 
 local values = {}     -- header value per partner (1-based), or nil: the id
@@ -62,7 +65,7 @@ function init(args)
         -- cumulative weights, then a fixed sequence drawn by binary search
         local cdf, h = {}, 0
         for k = 1, n do h = h + 1 / k; cdf[k] = h end
-        math.randomseed(12345)
+        math.randomseed(seed)
         seqlen = math.max(n, 1000000)
         seq = {}
         for s = 1, seqlen do
