@@ -33,6 +33,18 @@
  * the zone mutex is never held for a walk of the whole LRU */
 #define NGX_HTTP_MPN_CACHE_EVICT_MAX  8
 
+/*
+ * Admission: in a full zone a partner is cached from its second miss on.
+ * The misses seen are bits in a filter (four bits per partner, 8 bits per
+ * bucket of the index, 16384 at least), emptied after one partner per 8
+ * bits, so "seen" means seen within about the last zone's worth of new
+ * partners.  A partner asked for once then does not push out the
+ * ones asked for again and again (the "doorkeeper" of TinyLFU); in a zone
+ * with room everything is cached as it comes.
+ */
+#define NGX_HTTP_MPN_CACHE_SEEN_BITS_PER_BUCKET  8
+#define NGX_HTTP_MPN_CACHE_SEEN_BITS_MIN         16384
+
 
 /*
  * The entries are found through a hash index (a bucket array sized from
@@ -84,6 +96,9 @@ struct ngx_http_mpn_cache_sh_s {
     ngx_uint_t                 cycles;       /* configurations loaded */
     ngx_pid_t                  subscribers[NGX_MAX_PROCESSES];
     ngx_uint_t                 sub_cycle[NGX_MAX_PROCESSES];
+    u_char                    *seen;         /* the admission filter */
+    ngx_uint_t                 seen_mask;    /* its bits - 1 */
+    ngx_uint_t                 seen_count;   /* partners in it */
 };
 
 
@@ -92,8 +107,10 @@ static ngx_int_t ngx_http_mpn_cache_init_zone(ngx_shm_zone_t *shm_zone,
 static size_t ngx_http_mpn_cache_slot(size_t size);
 static ngx_int_t ngx_http_mpn_cache_check_source(ngx_http_mpn_cache_t *cache);
 static ngx_uint_t ngx_http_mpn_cache_others(ngx_http_mpn_cache_t *cache);
-static uint32_t ngx_http_mpn_cache_hash(ngx_http_mpn_cache_t *cache,
+static uint64_t ngx_http_mpn_cache_hash(ngx_http_mpn_cache_t *cache,
     ngx_str_t *id);
+static ngx_uint_t ngx_http_mpn_cache_admit(ngx_http_mpn_cache_t *cache,
+    uint64_t hash);
 static ngx_http_mpn_cache_node_t *ngx_http_mpn_cache_lookup(
     ngx_http_mpn_cache_t *cache, ngx_str_t *id, uint32_t hash);
 static void ngx_http_mpn_cache_evict(ngx_http_mpn_cache_t *cache);
@@ -240,7 +257,7 @@ ngx_http_mpn_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_http_mpn_cache_t  *ocache = data;
 
     size_t                 len;
-    ngx_uint_t             n;
+    ngx_uint_t             n, bits;
     ngx_http_mpn_cache_t  *cache;
 
     cache = shm_zone->data;
@@ -261,20 +278,27 @@ ngx_http_mpn_cache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return ngx_http_mpn_cache_check_source(cache);
     }
 
-    cache->sh = ngx_slab_calloc(cache->shpool,
-                                sizeof(ngx_http_mpn_cache_sh_t));
-    if (cache->sh == NULL) {
-        return NGX_ERROR;
-    }
-
-    cache->shpool->data = cache->sh;
-
     for (n = 64;
          n < shm_zone->shm.size / NGX_HTTP_MPN_CACHE_BYTES_PER_BUCKET;
          n <<= 1)
     {
         /* void */
     }
+
+    bits = ngx_max(n * NGX_HTTP_MPN_CACHE_SEEN_BITS_PER_BUCKET,
+                   NGX_HTTP_MPN_CACHE_SEEN_BITS_MIN);
+
+    /* the filter follows the header: in the smallest zones it takes the
+     * room the header's pages leave */
+    cache->sh = ngx_slab_calloc(cache->shpool,
+                                sizeof(ngx_http_mpn_cache_sh_t) + bits / 8);
+    if (cache->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    cache->shpool->data = cache->sh;
+    cache->sh->seen = (u_char *) (cache->sh + 1);
+    cache->sh->seen_mask = bits - 1;
 
     cache->sh->buckets = ngx_slab_calloc(cache->shpool,
                                      n * sizeof(ngx_http_mpn_cache_node_t *));
@@ -410,7 +434,7 @@ ngx_http_mpn_cache_get(ngx_http_mpn_cache_t *cache, ngx_str_t *id,
     ngx_msec_int_t              age;
     ngx_http_mpn_cache_node_t  *cn;
 
-    hash = ngx_http_mpn_cache_hash(cache, id);
+    hash = (uint32_t) ngx_http_mpn_cache_hash(cache, id);
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
@@ -488,13 +512,15 @@ ngx_http_mpn_cache_put(ngx_http_mpn_cache_t *cache, ngx_str_t *id,
     size_t                      size, need, node;
     u_char                     *data;
     uint32_t                    hash;
-    ngx_uint_t                  evicted, merged;
+    uint64_t                    hash64;
+    ngx_uint_t                  evicted, merged, admitted;
     ngx_http_mpn_cache_node_t  *cn, **b;
 
     static time_t               warned;
 
     size = rec ? rec->size : 0;
-    hash = ngx_http_mpn_cache_hash(cache, id);
+    hash64 = ngx_http_mpn_cache_hash(cache, id);
+    hash = (uint32_t) hash64;
 
     node = sizeof(ngx_http_mpn_cache_node_t);
     need = ngx_align(id->len, 8) + size;
@@ -510,6 +536,10 @@ ngx_http_mpn_cache_put(ngx_http_mpn_cache_t *cache, ngx_str_t *id,
     }
 
     cn = ngx_http_mpn_cache_lookup(cache, id, hash);
+
+    /* an entry renewed was admitted before */
+    admitted = (cn != NULL);
+
     if (cn != NULL) {
         ngx_http_mpn_cache_delete(cache, cn);
     }
@@ -530,6 +560,20 @@ ngx_http_mpn_cache_put(ngx_http_mpn_cache_t *cache, ngx_str_t *id,
 
             if (data != NULL) {
                 break;
+            }
+        }
+
+        if (!admitted) {
+            admitted = 1;
+
+            if (!ngx_http_mpn_cache_admit(cache, hash64)) {
+                /* the zone is full and this partner new: not cached */
+                if (cn != NULL) {
+                    ngx_slab_free_locked(cache->shpool, cn);
+                }
+
+                ngx_shmtx_unlock(&cache->shpool->mutex);
+                return;
             }
         }
 
@@ -593,7 +637,7 @@ ngx_http_mpn_cache_drop(ngx_http_mpn_cache_t *cache, ngx_str_t *id)
     uint32_t                    hash;
     ngx_http_mpn_cache_node_t  *cn;
 
-    hash = ngx_http_mpn_cache_hash(cache, id);
+    hash = (uint32_t) ngx_http_mpn_cache_hash(cache, id);
 
     ngx_shmtx_lock(&cache->shpool->mutex);
 
@@ -772,10 +816,62 @@ ngx_http_mpn_cache_usage(ngx_http_mpn_cache_t *cache, ngx_uint_t *entries,
 
 /* the key is the zone's, so every worker finds what another stored */
 
-static uint32_t
+static uint64_t
 ngx_http_mpn_cache_hash(ngx_http_mpn_cache_t *cache, ngx_str_t *id)
 {
-    return (uint32_t) mpn_siphash(&cache->sh->key, id->data, id->len);
+    return mpn_siphash(&cache->sh->key, id->data, id->len);
+}
+
+
+/*
+ * Under the zone mutex: 1 when the partner of this hash missed before in
+ * the filter's window (its four bits are set), else it is added (0).  The
+ * bits come mostly from the upper half of the hash, the index uses the
+ * lower.
+ */
+
+static ngx_uint_t
+ngx_http_mpn_cache_admit(ngx_http_mpn_cache_t *cache, uint64_t hash)
+{
+    u_char                   *seen;
+    uint32_t                  h1, h2;
+    ngx_uint_t                b[4], i, all;
+    ngx_http_mpn_cache_sh_t  *sh;
+
+    sh = cache->sh;
+    seen = sh->seen;
+
+    h1 = (uint32_t) (hash >> 32);
+    h2 = (uint32_t) (hash >> 16) | 1;
+    all = 1;
+
+    for (i = 0; i < 4; i++) {
+        b[i] = (h1 + i * h2) & sh->seen_mask;
+
+        if (!(seen[b[i] >> 3] & (1 << (b[i] & 7)))) {
+            all = 0;
+        }
+    }
+
+    if (all) {
+        return 1;
+    }
+
+    if (sh->seen_count
+        == (sh->seen_mask + 1) / NGX_HTTP_MPN_CACHE_SEEN_BITS_PER_BUCKET)
+    {
+        /* a new window */
+        ngx_memzero(seen, (sh->seen_mask + 1) / 8);
+        sh->seen_count = 0;
+    }
+
+    for (i = 0; i < 4; i++) {
+        seen[b[i] >> 3] |= (u_char) (1 << (b[i] & 7));
+    }
+
+    sh->seen_count++;
+
+    return 0;
 }
 
 
