@@ -268,26 +268,24 @@ mpn_tcache_verify(mpn_tcache_t *c, const void *scope, const mpn_keyset_t *ks,
 static mpn_tcache_entry_t *
 mpn_tcache_alloc(size_t n)
 {
-    size_t   size, lead;
+    size_t   size, extra, lead;
     char    *p, *start;
 
     size = n * MPN_TCACHE_SLOT;
+    extra = (size < MPN_TCACHE_HUGE) ? 0 : MPN_TCACHE_HUGE;
 
-    if (size < MPN_TCACHE_HUGE) {
-        p = mmap(NULL, size, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-        return (p == MAP_FAILED) ? NULL : (mpn_tcache_entry_t *) p;
-    }
-
-    p = mmap(NULL, size + MPN_TCACHE_HUGE, PROT_READ | PROT_WRITE,
+    p = mmap(NULL, size + extra, PROT_READ | PROT_WRITE,
              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
         return NULL;
     }
 
+    if (extra == 0) {
+        return (mpn_tcache_entry_t *) p;
+    }
+
     start = (char *) (((uintptr_t) p + MPN_TCACHE_HUGE - 1)
-                        & ~((uintptr_t) MPN_TCACHE_HUGE - 1));
+                      & ~((uintptr_t) MPN_TCACHE_HUGE - 1));
     lead = start - p;
 
     if (lead != 0) {
